@@ -1,0 +1,113 @@
+"""The ``civsync`` command line: one entry point for operators.
+
+Each subcommand group lives here only as argument parsing and presentation; the work is
+done by the modules it calls.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from civsync import __version__
+from civsync.config import CivsyncSettings, load_settings
+from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
+from engine.errors import CivsyncError
+
+app = typer.Typer(help="civsync: change-data-capture sync of civil-status and population data.",
+                  no_args_is_help=True)
+services_app = typer.Typer(help="Local Kafka, schema registry and PostgreSQL stores (no Docker).",
+                           no_args_is_help=True)
+app.add_typer(services_app, name="services")
+
+console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (default: $CIVSYNC_CONFIG)")
+]
+RunDirOption = Annotated[
+    Path, typer.Option("--run-dir", envvar="CIVSYNC_RUN_DIR", help="Where service data and logs live")
+]
+
+
+def _settings(config: Path | None) -> CivsyncSettings:
+    try:
+        return load_settings(config)
+    except CivsyncError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _services(config: Path | None, run_dir: Path) -> LocalServices:
+    return LocalServices(run_dir.resolve(), _settings(config))
+
+
+@app.command()
+def version() -> None:
+    """Print civsync's version and the service versions the launcher runs."""
+    typer.echo(f"civsync {__version__} (Kafka {KAFKA_VERSION}, Apicurio Registry {APICURIO_VERSION})")
+
+
+@services_app.command("up")
+def services_up(config: ConfigOption = None, run_dir: RunDirOption = Path(".run")) -> None:
+    """Install what is missing, start every service, wait until all are healthy."""
+    services = _services(config, run_dir)
+    try:
+        timings = services.up(progress=lambda msg: console.print(f"[cyan]•[/cyan] {msg}"))
+    except CivsyncError as exc:
+        console.print(f"[red]services did not come up:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]all services healthy[/green] in {max(timings.values()):.1f}s")
+    _print_status(services)
+
+
+@services_app.command("down")
+def services_down(config: ConfigOption = None, run_dir: RunDirOption = Path(".run")) -> None:
+    """Stop every local service; data is kept for the next `up`."""
+    _services(config, run_dir).down(progress=lambda msg: console.print(f"[cyan]•[/cyan] {msg}"))
+
+
+@services_app.command("status")
+def services_status(config: ConfigOption = None, run_dir: RunDirOption = Path(".run")) -> None:
+    """Show each local service, its endpoint and whether it is healthy. Exit 1 if any is not."""
+    if not _print_status(_services(config, run_dir)):
+        raise typer.Exit(1)
+
+
+@services_app.command("env")
+def services_env(config: ConfigOption = None) -> None:
+    """Print the CIVSYNC_* endpoint variables, for a shell: eval "$(civsync services env)"."""
+    settings = _settings(config)
+    pairs = {
+        "CIVSYNC_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "CIVSYNC_REGISTRY__URL": str(settings.registry.url),
+    }
+    for name, store in settings.stores().items():
+        prefix = f"CIVSYNC_{name.upper()}__"
+        pairs |= {f"{prefix}HOST": store.host, f"{prefix}PORT": str(store.port),
+                  f"{prefix}DBNAME": store.dbname, f"{prefix}USER": store.user}
+    sys.stdout.write("".join(f"export {key}={value}\n" for key, value in pairs.items()))
+
+
+def _print_status(services: LocalServices) -> bool:
+    table = Table("service", "endpoint", "running", "healthy")
+    states = services.status()
+    for state in states:
+        table.add_row(state.name, state.endpoint, _mark(state.running), _mark(state.healthy))
+    console.print(table)
+    return all(state.healthy for state in states)
+
+
+def _mark(flag: bool) -> str:
+    return "[green]yes[/green]" if flag else "[red]no[/red]"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

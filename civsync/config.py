@@ -1,0 +1,91 @@
+"""The application's settings: a TOML file, overridden by ``CIVSYNC_*`` environment variables.
+
+Precedence, highest first: explicit arguments, environment, the config file, defaults.
+Nested fields use ``__``: ``CIVSYNC_KAFKA__BOOTSTRAP_SERVERS``, ``CIVSYNC_CIVIL__PORT``.
+The file is ``$CIVSYNC_CONFIG`` or the path given to ``load_settings``; nothing is read at
+import time. A bad value raises ``ConfigError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from connectors.settings import (
+    CivilStoreSettings,
+    KafkaSettings,
+    PopulationStoreSettings,
+    RegistrySettings,
+    StoreSettings,
+)
+from engine.errors import ConfigError
+
+CONFIG_ENV = "CIVSYNC_CONFIG"
+
+
+class CivsyncSettings(BaseSettings):
+    """Everything civsync needs to reach its services."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CIVSYNC_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    registry: RegistrySettings = RegistrySettings()
+    civil: CivilStoreSettings = CivilStoreSettings()
+    population: PopulationStoreSettings = PopulationStoreSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def stores(self) -> dict[str, StoreSettings]:
+        """The two stores by name, in a stable order."""
+        return {"civil": self.civil, "population": self.population}
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> CivsyncSettings:
+    """Build the settings from ``config_file`` (or ``$CIVSYNC_CONFIG``) and the environment."""
+    path = config_file or _path_from_env()
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+
+    class _FromFile(CivsyncSettings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    try:
+        return _FromFile(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+
+
+def _path_from_env() -> Path | None:
+    value = os.environ.get(CONFIG_ENV)
+    return Path(value) if value else None
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    origin = f" (file {path} or CIVSYNC_* environment)" if path else " (CIVSYNC_* environment)"
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
+    return f"invalid civsync settings{origin}: {problems}"

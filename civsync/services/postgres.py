@@ -1,0 +1,155 @@
+"""A PostgreSQL cluster per store, from Debian's packages, with wal_level=logical and wal2json.
+
+The cluster's superuser is the store user from the settings (a local development cluster
+only). Run as root, the server runs as the ``postgres`` system user, as PostgreSQL requires.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from civsync.services.process import LauncherError, run_checked
+from connectors.settings import StoreSettings
+
+MIN_PG_MAJOR = 15
+_SERVER_SETTINGS = {
+    "wal_level": "logical",
+    "max_wal_senders": "10",
+    "max_replication_slots": "20",
+    "track_commit_timestamp": "on",
+    "shared_buffers": "128MB",
+    "unix_socket_directories": "''",
+    "log_line_prefix": "'%m [%p] %d '",
+}
+
+
+@dataclass(frozen=True)
+class PostgresService:
+    """Owns ``<run>/postgres/<name>``: one cluster serving one store's database."""
+
+    name: str
+    root: Path
+    store: StoreSettings
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "postgresql.log"
+
+    def running(self) -> bool:
+        if not (self.data_dir / "PG_VERSION").is_file():
+            return False
+        status = _run_as_owner([str(_bindir() / "pg_ctl"), "status", "-D", str(self.data_dir)])
+        return status.returncode == 0
+
+    def start(self) -> None:
+        if not (self.data_dir / "PG_VERSION").is_file():
+            self._initdb()
+        run_checked(
+            _as_owner([str(_bindir() / "pg_ctl"), "start", "-w", "-t", "60",
+                       "-D", str(self.data_dir), "-l", str(self.log_file)]),
+            what=f"starting PostgreSQL for the {self.name} store (log: {self.log_file})",
+        )
+        self._ensure_database()
+
+    def stop(self) -> bool:
+        if not self.running():
+            return False
+        run_checked(
+            _as_owner([str(_bindir() / "pg_ctl"), "stop", "-m", "fast", "-w",
+                       "-D", str(self.data_dir)]),
+            what=f"stopping PostgreSQL for the {self.name} store",
+        )
+        return True
+
+    def healthy(self) -> bool:
+        try:
+            with psycopg.connect(self.store.conninfo(), connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def _initdb(self) -> None:
+        _require_wal2json()
+        self.root.mkdir(parents=True, exist_ok=True)
+        pwfile = self.root / "initdb.pw"
+        pwfile.write_text(self.store.password.get_secret_value() + "\n")
+        _give_to_owner(self.root)
+        try:
+            run_checked(
+                _as_owner([str(_bindir() / "initdb"), "-D", str(self.data_dir),
+                           "-U", self.store.user, f"--pwfile={pwfile}", "-E", "UTF8",
+                           "--locale=C.UTF-8", "--auth=scram-sha-256"]),
+                what=f"initdb for the {self.name} store",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        settings = {**_SERVER_SETTINGS, "port": str(self.store.port),
+                    "listen_addresses": f"'{self.store.host}'"}
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write("\n# civsync local launcher\n")
+            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+
+    def _ensure_database(self) -> None:
+        admin = self.store.model_copy(update={"dbname": "postgres"})
+        with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.store.dbname,)
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.store.dbname)))
+
+
+def _bindir() -> Path:
+    """The newest installed PostgreSQL (>= 15) server binaries from Debian's layout."""
+    candidates = sorted(
+        (p for p in Path("/usr/lib/postgresql").glob("*/bin/initdb") if p.parent.parent.name.isdigit()),
+        key=lambda p: int(p.parent.parent.name),
+    )
+    usable = [p.parent for p in candidates if int(p.parent.parent.name) >= MIN_PG_MAJOR]
+    if not usable:
+        raise LauncherError(
+            "PostgreSQL >= 15 server is not installed; run `make setup` "
+            "(apt-get install postgresql-15 postgresql-15-wal2json)"
+        )
+    return usable[-1]
+
+
+def _require_wal2json() -> None:
+    if not (_bindir().parent / "lib" / "wal2json.so").is_file():
+        major = _bindir().parent.name
+        raise LauncherError(
+            f"wal2json is not installed for PostgreSQL {major}; run `make setup` "
+            f"(apt-get install postgresql-{major}-wal2json)"
+        )
+
+
+def _as_owner(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run through the postgres system user."""
+    if os.geteuid() != 0:
+        return argv
+    if shutil.which("runuser") is None:
+        raise LauncherError("running as root needs runuser (util-linux) to drop to 'postgres'")
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+def _run_as_owner(argv: list[str]) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run(_as_owner(argv), capture_output=True, text=True, check=False)
+
+
+def _give_to_owner(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, user="postgres", group="postgres")
+        for child in path.rglob("*"):
+            shutil.chown(child, user="postgres", group="postgres")
