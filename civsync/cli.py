@@ -20,10 +20,13 @@ from civsync.config import CivsyncSettings, load_settings
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from engine.errors import CivsyncError
 
-app = typer.Typer(help="civsync: change-data-capture sync of civil-status and population data.",
-                  no_args_is_help=True)
-services_app = typer.Typer(help="Local Kafka, schema registry and PostgreSQL stores (no Docker).",
-                           no_args_is_help=True)
+app = typer.Typer(
+    help="civsync: change-data-capture sync of civil-status and population data.",
+    no_args_is_help=True,
+)
+services_app = typer.Typer(
+    help="Local Kafka, schema registry and PostgreSQL stores (no Docker).", no_args_is_help=True
+)
 app.add_typer(services_app, name="services")
 
 console = Console(stderr=True)
@@ -32,7 +35,8 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (default: $CIVSYNC_CONFIG)")
 ]
 RunDirOption = Annotated[
-    Path, typer.Option("--run-dir", envvar="CIVSYNC_RUN_DIR", help="Where service data and logs live")
+    Path,
+    typer.Option("--run-dir", envvar="CIVSYNC_RUN_DIR", help="Where service data and logs live"),
 ]
 
 
@@ -51,7 +55,9 @@ def _services(config: Path | None, run_dir: Path) -> LocalServices:
 @app.command()
 def version() -> None:
     """Print civsync's version and the service versions the launcher runs."""
-    typer.echo(f"civsync {__version__} (Kafka {KAFKA_VERSION}, Apicurio Registry {APICURIO_VERSION})")
+    typer.echo(
+        f"civsync {__version__} (Kafka {KAFKA_VERSION}, Apicurio Registry {APICURIO_VERSION})"
+    )
 
 
 @services_app.command("up")
@@ -90,8 +96,12 @@ def services_env(config: ConfigOption = None) -> None:
     }
     for name, store in settings.stores().items():
         prefix = f"CIVSYNC_{name.upper()}__"
-        pairs |= {f"{prefix}HOST": store.host, f"{prefix}PORT": str(store.port),
-                  f"{prefix}DBNAME": store.dbname, f"{prefix}USER": store.user}
+        pairs |= {
+            f"{prefix}HOST": store.host,
+            f"{prefix}PORT": str(store.port),
+            f"{prefix}DBNAME": store.dbname,
+            f"{prefix}USER": store.user,
+        }
     sys.stdout.write("".join(f"export {key}={value}\n" for key, value in pairs.items()))
 
 

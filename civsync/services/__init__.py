@@ -76,14 +76,16 @@ class LocalServices:
                     store.start()
             kafka, registry = self.kafka(), self.registry()
             for name, service, process in (
-                ("Kafka", kafka, kafka.process), ("schema registry", registry, registry.process)
+                ("Kafka", kafka, kafka.process),
+                ("schema registry", registry, registry.process),
             ):
                 if process.pid() is None:
                     progress(f"starting {name}")
                     service.start()
             timings = {s.name: time.monotonic() - started for s in self.stores()}
             for name, service, process in (
-                ("kafka", kafka, kafka.process), ("registry", registry, registry.process)
+                ("kafka", kafka, kafka.process),
+                ("registry", registry, registry.process),
             ):
                 process.wait_healthy(service.healthy, START_TIMEOUT_S)
                 timings[name] = time.monotonic() - started
@@ -93,8 +95,10 @@ class LocalServices:
     def down(self, progress: Callable[[str], None] = lambda _: None) -> None:
         """Stop every service; data stays for the next ``up``."""
         with self._locked():
-            for name, process in (("registry", self.registry().process),
-                                  ("kafka", self.kafka().process)):
+            for name, process in (
+                ("registry", self.registry().process),
+                ("kafka", self.kafka().process),
+            ):
                 if process.stop():
                     progress(f"stopped {name}")
             for store in self.stores():
@@ -104,13 +108,20 @@ class LocalServices:
     def status(self) -> list[ServiceState]:
         kafka, registry = self.kafka(), self.registry()
         states = [
-            ServiceState("kafka", kafka.bootstrap, kafka.process.pid() is not None, kafka.healthy()),
-            ServiceState("registry", str(self.settings.registry.url),
-                         registry.process.pid() is not None, registry.healthy()),
+            ServiceState(
+                "kafka", kafka.bootstrap, kafka.process.pid() is not None, kafka.healthy()
+            ),
+            ServiceState(
+                "registry",
+                str(self.settings.registry.url),
+                registry.process.pid() is not None,
+                registry.healthy(),
+            ),
         ]
         states += [
-            ServiceState(s.name, f"{s.store.host}:{s.store.port}/{s.store.dbname}",
-                         s.running(), s.healthy())
+            ServiceState(
+                s.name, f"{s.store.host}:{s.store.port}/{s.store.dbname}", s.running(), s.healthy()
+            )
             for s in self.stores()
         ]
         return states

@@ -66,8 +66,15 @@ class KafkaService:
         config = self._write_config()
         if not (self.root / "data" / "meta.properties").is_file():
             run_checked(
-                [*self._java(dist), "kafka.tools.StorageTool", "format",
-                 "--cluster-id", _cluster_id(), "--config", str(config)],
+                [
+                    *self._java(dist),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--cluster-id",
+                    _cluster_id(),
+                    "--config",
+                    str(config),
+                ],
                 what="formatting Kafka's KRaft storage",
             )
         self.process.start([*self._java(dist), "kafka.Kafka", str(config)])
@@ -76,16 +83,20 @@ class KafkaService:
         admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         try:
             admin.list_topics(timeout=2)
-        except Exception:  # noqa: BLE001 - any failure means "not yet"; start-up keeps polling
+        except Exception:
             return False
         return True
 
     def _java(self, dist: Path) -> list[str]:
         return [
-            "java", f"-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
+            "java",
+            "-Xms256m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.root / 'logs'}",
-            "-cp", f"{dist / 'lib'}/*",
+            "-cp",
+            f"{dist / 'lib'}/*",
         ]
 
     def _write_config(self) -> Path:

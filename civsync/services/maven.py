@@ -29,9 +29,14 @@ _DEPENDENCY = """    <dependency>
     </dependency>"""
 
 
+_EXCLUDE_ALL = (
+    "<exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>"
+)
+
+
 @dataclass(frozen=True)
 class Artifact:
-    """A Maven coordinate; ``classifier`` and ``type`` select an archive such as ``all``/``tar.gz``."""
+    """A Maven coordinate; ``classifier`` and ``type`` select an archive (``all``, ``tar.gz``)."""
 
     group: str
     artifact: str
@@ -45,7 +50,7 @@ class Artifact:
         if self.classifier:
             extra += f"<classifier>{self.classifier}</classifier>"
         if not self.transitive:
-            extra += "<exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>"
+            extra += _EXCLUDE_ALL
         return _DEPENDENCY.format(
             group=self.group, artifact=self.artifact, version=self.version, extra=extra
         )
@@ -58,7 +63,9 @@ def resolve(name: str, artifacts: list[Artifact], target: Path) -> Path:
     if marker.is_file() and marker.read_text() == wanted:
         return target
     if shutil.which("mvn") is None:
-        raise LauncherError("Maven (mvn) is not installed; run `make setup` or apt-get install maven")
+        raise LauncherError(
+            "Maven (mvn) is not installed; run `make setup` or apt-get install maven"
+        )
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
@@ -66,8 +73,14 @@ def resolve(name: str, artifacts: list[Artifact], target: Path) -> Path:
     pom.write_text(_POM.format(name=name, dependencies=wanted))
     run_checked(
         [
-            "mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-            f"-DoutputDirectory={target / 'lib'}", "-DincludeScope=runtime",
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={target / 'lib'}",
+            "-DincludeScope=runtime",
         ],
         what=f"resolving {name} from Maven Central",
     )

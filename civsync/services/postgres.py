@@ -7,8 +7,8 @@ only). Run as root, the server runs as the ``postgres`` system user, as PostgreS
 from __future__ import annotations
 
 import os
-import subprocess
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +56,19 @@ class PostgresService:
         if not (self.data_dir / "PG_VERSION").is_file():
             self._initdb()
         run_checked(
-            _as_owner([str(_bindir() / "pg_ctl"), "start", "-w", "-t", "60",
-                       "-D", str(self.data_dir), "-l", str(self.log_file)]),
+            _as_owner(
+                [
+                    str(_bindir() / "pg_ctl"),
+                    "start",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                ]
+            ),
             what=f"starting PostgreSQL for the {self.name} store (log: {self.log_file})",
         )
         self._ensure_database()
@@ -66,8 +77,9 @@ class PostgresService:
         if not self.running():
             return False
         run_checked(
-            _as_owner([str(_bindir() / "pg_ctl"), "stop", "-m", "fast", "-w",
-                       "-D", str(self.data_dir)]),
+            _as_owner(
+                [str(_bindir() / "pg_ctl"), "stop", "-m", "fast", "-w", "-D", str(self.data_dir)]
+            ),
             what=f"stopping PostgreSQL for the {self.name} store",
         )
         return True
@@ -88,15 +100,29 @@ class PostgresService:
         _give_to_owner(self.root)
         try:
             run_checked(
-                _as_owner([str(_bindir() / "initdb"), "-D", str(self.data_dir),
-                           "-U", self.store.user, f"--pwfile={pwfile}", "-E", "UTF8",
-                           "--locale=C.UTF-8", "--auth=scram-sha-256"]),
+                _as_owner(
+                    [
+                        str(_bindir() / "initdb"),
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        self.store.user,
+                        f"--pwfile={pwfile}",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                        "--auth=scram-sha-256",
+                    ]
+                ),
                 what=f"initdb for the {self.name} store",
             )
         finally:
             pwfile.unlink(missing_ok=True)
-        settings = {**_SERVER_SETTINGS, "port": str(self.store.port),
-                    "listen_addresses": f"'{self.store.host}'"}
+        settings = {
+            **_SERVER_SETTINGS,
+            "port": str(self.store.port),
+            "listen_addresses": f"'{self.store.host}'",
+        }
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# civsync local launcher\n")
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
@@ -108,13 +134,19 @@ class PostgresService:
                 "SELECT 1 FROM pg_database WHERE datname = %s", (self.store.dbname,)
             ).fetchone()
             if not exists:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.store.dbname)))
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.store.dbname))
+                )
 
 
 def _bindir() -> Path:
     """The newest installed PostgreSQL (>= 15) server binaries from Debian's layout."""
     candidates = sorted(
-        (p for p in Path("/usr/lib/postgresql").glob("*/bin/initdb") if p.parent.parent.name.isdigit()),
+        (
+            p
+            for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")
+            if p.parent.parent.name.isdigit()
+        ),
         key=lambda p: int(p.parent.parent.name),
     )
     usable = [p.parent for p in candidates if int(p.parent.parent.name) >= MIN_PG_MAJOR]
@@ -144,7 +176,7 @@ def _as_owner(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv]
 
 
-def _run_as_owner(argv: list[str]) -> "subprocess.CompletedProcess[str]":
+def _run_as_owner(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(_as_owner(argv), capture_output=True, text=True, check=False)
 
 

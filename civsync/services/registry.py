@@ -18,8 +18,12 @@ from civsync.services.process import ManagedProcess
 APICURIO_VERSION = "2.6.13.Final"
 # The archive is self-contained: its own lib/ holds every dependency.
 _ARCHIVE = Artifact(
-    "io.apicurio", "apicurio-registry-app", APICURIO_VERSION,
-    classifier="all", type="tar.gz", transitive=False,
+    "io.apicurio",
+    "apicurio-registry-app",
+    APICURIO_VERSION,
+    classifier="all",
+    type="tar.gz",
+    transitive=False,
 )
 
 
@@ -35,7 +39,9 @@ class RegistryService:
     @property
     def process(self) -> ManagedProcess:
         return ManagedProcess(
-            "schema registry", self.root / "registry.pid", self.root / "logs" / "registry.log",
+            "schema registry",
+            self.root / "registry.pid",
+            self.root / "logs" / "registry.log",
             str(self.root),
         )
 
@@ -54,7 +60,7 @@ class RegistryService:
     def healthy(self) -> bool:
         url = f"http://{self.host}:{self.port}/health/ready"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback http
+            with urllib.request.urlopen(url, timeout=2) as response:
                 return bool(response.status == 200)  # noqa: PLR2004
         except OSError:
             return False

@@ -1,0 +1,121 @@
+"""Topic administration: explicit partitions, replication and retention; idempotent creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from connectors.kafka.errors import KafkaFatalError, translate
+from connectors.settings import KafkaSettings
+
+FOREVER = -1
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What a topic must look like. ``retention_ms=None`` keeps the broker default."""
+
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    retention_ms: int | None = None
+    compacted: bool = False
+
+    def config(self) -> dict[str, str]:
+        config = {"cleanup.policy": "compact" if self.compacted else "delete"}
+        if self.retention_ms is not None:
+            config["retention.ms"] = str(self.retention_ms)
+        return config
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """A topic as the broker describes it."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]
+
+
+class TopicAdmin:
+    """Creates, inspects and deletes topics on the cluster given by ``settings``."""
+
+    def __init__(self, settings: KafkaSettings, timeout_s: float = 30.0) -> None:
+        self._admin = AdminClient(settings.client_config())
+        self._timeout_s = timeout_s
+
+    def ensure(self, specs: list[TopicSpec]) -> list[str]:
+        """Create the missing topics; names created. An existing topic must match its spec."""
+        existing = self.names()
+        missing = [spec for spec in specs if spec.name not in existing]
+        futures = (
+            self._admin.create_topics(
+                [
+                    NewTopic(s.name, s.partitions, s.replication_factor, config=s.config())
+                    for s in missing
+                ],
+                operation_timeout=self._timeout_s,
+            )
+            if missing
+            else {}
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=self._timeout_s)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise translate(exc, f"creating topic {name}") from exc
+        for spec in specs:
+            self._check_matches(spec)
+        return [spec.name for spec in missing]
+
+    def names(self) -> set[str]:
+        try:
+            metadata = self._admin.list_topics(timeout=self._timeout_s)
+        except KafkaException as exc:
+            raise translate(exc, "listing topics") from exc
+        return {name for name in metadata.topics if not name.startswith("__")}
+
+    def describe(self, name: str) -> TopicState:
+        try:
+            topic = self._admin.list_topics(topic=name, timeout=self._timeout_s).topics[name]
+            resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+            entries = self._admin.describe_configs([resource])[resource].result(self._timeout_s)
+        except KafkaException as exc:
+            raise translate(exc, f"describing topic {name}") from exc
+        if topic.error is not None:
+            raise translate(topic.error, f"describing topic {name}")
+        replicas = {len(p.replicas) for p in topic.partitions.values()}
+        return TopicState(
+            name=name,
+            partitions=len(topic.partitions),
+            replication_factor=min(replicas, default=0),
+            config={key: entry.value for key, entry in entries.items()},
+        )
+
+    def delete(self, names: list[str]) -> None:
+        if not names:
+            return
+        for name, future in self._admin.delete_topics(names).items():
+            try:
+                future.result(timeout=self._timeout_s)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise translate(exc, f"deleting topic {name}") from exc
+
+    def _check_matches(self, spec: TopicSpec) -> None:
+        state = self.describe(spec.name)
+        drift = [
+            f"{key}: wanted {wanted}, found {found}"
+            for key, wanted, found in [
+                ("partitions", spec.partitions, state.partitions),
+                ("replication factor", spec.replication_factor, state.replication_factor),
+                *[(k, v, state.config.get(k)) for k, v in spec.config().items()],
+            ]
+            if str(wanted) != str(found)
+        ]
+        if drift:
+            raise KafkaFatalError(f"topic {spec.name} exists but differs: {'; '.join(drift)}")

@@ -1,0 +1,65 @@
+"""Connections to the two PostgreSQL stores, and PostgreSQL errors classified by SQLSTATE.
+
+A store is usable by civsync only with ``wal_level=logical``; ``check_capture_ready`` says so
+early and clearly instead of failing later when a replication slot is created.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from connectors.settings import StoreSettings
+from engine.errors import CivsyncError, FatalError, RetriableError
+
+# SQLSTATE classes and codes after which the same statement may succeed on a new attempt.
+_RETRIABLE_CLASSES = frozenset({"08", "53", "57"})  # connection, resources, operator intervention
+_RETRIABLE_CODES = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock timeout
+_FATAL_OPERATOR_CODES = frozenset({"57014"})  # query_canceled: cancelled on purpose
+
+
+class StoreError(CivsyncError):
+    """Marker base for store failures; ``sqlstate`` is kept when the server gave one."""
+
+    sqlstate: str | None = None
+
+
+class StoreUnavailableError(StoreError, RetriableError):
+    """The store could not be reached, or the transaction may succeed if tried again."""
+
+
+class StoreRejectedError(StoreError, FatalError):
+    """The store refused the statement for a reason retrying cannot fix."""
+
+
+def classify(exc: psycopg.Error, doing: str) -> StoreError:
+    """The civsync error for ``exc``, decided by its SQLSTATE, never by its message text."""
+    sqlstate = exc.sqlstate
+    retriable = sqlstate is None and isinstance(exc, psycopg.OperationalError)
+    if sqlstate is not None and sqlstate not in _FATAL_OPERATOR_CODES:
+        retriable = sqlstate[:2] in _RETRIABLE_CLASSES or sqlstate in _RETRIABLE_CODES
+    error_class = StoreUnavailableError if retriable else StoreRejectedError
+    error = error_class(f"{doing}: [{sqlstate or 'no sqlstate'}] {exc}")
+    error.sqlstate = sqlstate
+    return error
+
+
+Connection = psycopg.Connection[tuple[object, ...]]
+
+
+def connect(store: StoreSettings, *, autocommit: bool = False) -> Connection:
+    """A connection to ``store``; StoreUnavailableError if it cannot be reached."""
+    try:
+        return psycopg.connect(store.conninfo(), autocommit=autocommit)
+    except psycopg.Error as exc:
+        raise classify(exc, f"connecting to {store.dbname} at {store.host}:{store.port}") from exc
+
+
+def check_capture_ready(conn: Connection) -> None:
+    """FatalError naming the setting if the server cannot do logical decoding."""
+    wal_level = conn.execute("SHOW wal_level").fetchone()
+    if wal_level is None or wal_level[0] != "logical":
+        found = None if wal_level is None else wal_level[0]
+        raise StoreRejectedError(
+            f"wal_level is {found!r}; civsync captures through logical decoding and needs "
+            "wal_level=logical (set it in postgresql.conf and restart the server)"
+        )

@@ -1,0 +1,96 @@
+"""Real services for integration tests: Kafka, the schema registry, two PostgreSQL stores.
+
+Endpoints are taken, in order, from: CIVSYNC_* environment variables; a Docker engine via
+pytest-docker and docker/compose.yml; otherwise the local launcher (``civsync services up``).
+A service that does not come up fails the session; nothing here skips.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from civsync.config import CivsyncSettings, load_settings
+from civsync.services import LocalServices
+from connectors.kafka.admin import TopicAdmin
+from connectors.registry import SchemaRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_DIR = Path(os.environ.get("CIVSYNC_RUN_DIR", ROOT / ".run"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.integration)
+
+
+def _mode() -> str:
+    if os.environ.get("CIVSYNC_KAFKA__BOOTSTRAP_SERVERS"):
+        return "environment"
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=20)
+        if probe.returncode == 0:
+            return "docker"
+    return "local"
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str:
+    return str(ROOT / "docker" / "compose.yml")
+
+
+@pytest.fixture(scope="session")
+def services_mode() -> str:
+    return _mode()
+
+
+@pytest.fixture(scope="session")
+def settings(request: pytest.FixtureRequest, services_mode: str) -> CivsyncSettings:
+    settings = load_settings()
+    local = LocalServices(RUN_DIR, settings)
+    if services_mode == "local":
+        local.up()
+        return settings
+    probes = [local.kafka().healthy, local.registry().healthy]
+    probes += [store.healthy for store in local.stores()]
+    if services_mode == "docker":
+        docker = request.getfixturevalue("docker_services")
+        for probe in probes:
+            docker.wait_until_responsive(check=probe, timeout=180.0, pause=1.0)
+    unhealthy = [probe.__self__ for probe in probes if not probe()]  # type: ignore[attr-defined]
+    assert not unhealthy, f"services from the environment are not healthy: {unhealthy}"
+    return settings
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A name no other test (or earlier run) uses: for topics, slots, subjects, groups."""
+    test = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
+    return f"it_{test}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def topic_admin(settings: CivsyncSettings) -> TopicAdmin:
+    return TopicAdmin(settings.kafka)
+
+
+@pytest.fixture
+def registry(settings: CivsyncSettings) -> Iterator[SchemaRegistry]:
+    with SchemaRegistry(settings.registry) as client:
+        yield client
+
+
+@pytest.fixture
+def fresh_topics(topic_admin: TopicAdmin) -> Iterator[list[str]]:
+    """Topic names a test creates; deleted afterwards unless CIVSYNC_KEEP_TOPICS is set."""
+    created: list[str] = []
+    yield created
+    if not os.environ.get("CIVSYNC_KEEP_TOPICS"):
+        topic_admin.delete(created)

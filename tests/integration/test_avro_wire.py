@@ -1,0 +1,159 @@
+"""Avro records round-trip through the real broker and registry in the registry wire format."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import unicodedata
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pytest
+from confluent_kafka import Consumer
+
+from civsync.config import CivsyncSettings
+from connectors.kafka.admin import TopicAdmin, TopicSpec
+from connectors.kafka.avro import AvroConsumer, AvroProducer, AvroTopic, EncodingError, schema_id
+from connectors.registry import BACKWARD_TRANSITIVE, RegistryRejectedError, SchemaRegistry
+
+SCHEMAS = Path(__file__).parent / "schemas"
+VALUE_SCHEMA = (SCHEMAS / "citizen_probe.avsc").read_text()
+KEY_SCHEMA = (SCHEMAS / "citizen_probe_key.avsc").read_text()
+
+CITIZENS = [
+    {
+        "pin": "001099012345",
+        "full_name": "Nguyễn Thị Hương",
+        "birth_date": dt.date(1999, 3, 1),
+        "commune_code": "00004",
+        "version": 1,
+    },
+    {
+        "pin": "079203000777",
+        "full_name": "Trần Đức Lộc",
+        "birth_date": None,
+        "commune_code": None,
+        "version": 2,
+    },
+    {
+        "pin": "036185004321",
+        "full_name": "Lê Văn Ửng",
+        "birth_date": dt.date(1985, 12, 31),
+        "commune_code": "13456",
+        "version": 3,
+    },
+]
+
+
+@pytest.fixture
+def probe_topic(topic_admin: TopicAdmin, fresh_topics: list[str], unique_name: str) -> AvroTopic:
+    topic_admin.ensure([TopicSpec(unique_name, partitions=3)])
+    fresh_topics.append(unique_name)
+    return AvroTopic(unique_name, KEY_SCHEMA, VALUE_SCHEMA)
+
+
+def _consume(
+    settings: CivsyncSettings, registry: SchemaRegistry, topic: str, count: int
+) -> list[Any]:
+    consumer = AvroConsumer(settings.kafka, registry, group_id=f"{topic}-reader")
+    consumer.subscribe([topic])
+    records = []
+    try:
+        for _ in range(120):
+            record = consumer.poll(0.5)
+            if record is not None:
+                records.append(record)
+            if len(records) == count:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+def test_records_round_trip_with_diacritics_and_dates(
+    settings: CivsyncSettings, registry: SchemaRegistry, probe_topic: AvroTopic
+) -> None:
+    producer = AvroProducer(settings.kafka, registry)
+    for citizen in CITIZENS:
+        producer.produce(probe_topic, {"pin": citizen["pin"]}, citizen)
+    producer.flush()
+
+    records = _consume(settings, registry, probe_topic.name, len(CITIZENS))
+
+    by_pin = {record.key["pin"]: record.value for record in records}
+    assert by_pin == {citizen["pin"]: citizen for citizen in CITIZENS}
+    for value in by_pin.values():
+        assert unicodedata.is_normalized("NFC", value["full_name"])
+    assert len({record.value_schema_id for record in records}) == 1
+
+
+def test_wire_format_carries_a_schema_id_the_registry_serves(
+    settings: CivsyncSettings, registry: SchemaRegistry, probe_topic: AvroTopic
+) -> None:
+    producer = AvroProducer(settings.kafka, registry)
+    producer.produce(probe_topic, {"pin": CITIZENS[0]["pin"]}, CITIZENS[0])
+    producer.flush()
+
+    raw = Consumer(
+        settings.kafka.client_config()
+        | {"group.id": f"{probe_topic.name}-raw", "auto.offset.reset": "earliest"}
+    )
+    raw.subscribe([probe_topic.name])
+    message = None
+    for _ in range(60):
+        message = raw.poll(0.5)
+        if message is not None and message.error() is None:
+            break
+    raw.close()
+    assert message is not None
+    payload = message.value()
+    assert payload is not None
+    assert payload[0] == 0  # magic byte
+    registered_id = schema_id(payload)
+
+    url = f"{str(settings.registry.url).rstrip('/')}/schemas/ids/{registered_id}"
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback registry
+        served = json.loads(response.read())["schema"]
+    assert fastavro.parse_schema(json.loads(served)) == fastavro.parse_schema(
+        json.loads(VALUE_SCHEMA)
+    )
+
+    subjects_url = f"{str(settings.registry.url).rstrip('/')}/subjects"
+    with urllib.request.urlopen(subjects_url, timeout=10) as response:  # noqa: S310
+        subjects = set(json.loads(response.read()))
+    assert {f"{probe_topic.name}-key", f"{probe_topic.name}-value"} <= subjects
+
+
+def test_backward_transitive_rejects_an_incompatible_schema(
+    settings: CivsyncSettings, registry: SchemaRegistry, probe_topic: AvroTopic
+) -> None:
+    producer = AvroProducer(settings.kafka, registry)
+    producer.produce(probe_topic, {"pin": CITIZENS[0]["pin"]}, CITIZENS[0])
+    producer.flush()
+    subject = f"{probe_topic.name}-value"
+    registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
+    assert registry.compatibility(subject) == BACKWARD_TRANSITIVE
+
+    widened = json.loads(VALUE_SCHEMA)
+    widened["fields"].append({"name": "ethnicity", "type": "string"})  # new field, no default
+    incompatible = AvroTopic(probe_topic.name, KEY_SCHEMA, json.dumps(widened))
+    with pytest.raises(RegistryRejectedError, match="registering the value schema"):
+        AvroProducer(settings.kafka, registry).produce(
+            incompatible, {"pin": "x"}, {**CITIZENS[0], "ethnicity": "Kinh"}
+        )
+
+    widened["fields"][-1]["default"] = "unknown"  # with a default it is backward compatible
+    compatible = AvroTopic(probe_topic.name, KEY_SCHEMA, json.dumps(widened))
+    evolved = AvroProducer(settings.kafka, registry)
+    evolved.produce(compatible, {"pin": "x"}, {**CITIZENS[0], "ethnicity": "Kinh"})
+    evolved.flush()
+
+
+def test_a_record_that_does_not_fit_its_schema_is_an_encoding_error(
+    settings: CivsyncSettings, registry: SchemaRegistry, probe_topic: AvroTopic
+) -> None:
+    producer = AvroProducer(settings.kafka, registry)
+    with pytest.raises(EncodingError, match=probe_topic.name):
+        producer.produce(probe_topic, {"pin": "1"}, {**CITIZENS[0], "version": "not a long"})

@@ -1,0 +1,117 @@
+"""Both PostgreSQL stores: reachable, logical decoding with wal2json, errors by SQLSTATE."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from psycopg import sql
+from pydantic import SecretStr
+
+from civsync.config import CivsyncSettings
+from connectors.postgres import (
+    StoreRejectedError,
+    StoreUnavailableError,
+    check_capture_ready,
+    classify,
+    connect,
+)
+from connectors.settings import StoreSettings
+
+STORES = ["civil", "population"]
+
+
+def q(statement: str, table: str) -> sql.Composed:
+    """``statement`` with ``{t}`` replaced by ``table`` as a quoted identifier."""
+    return sql.SQL(statement).format(t=sql.Identifier(table))
+
+
+def _store(settings: CivsyncSettings, name: str) -> StoreSettings:
+    return settings.stores()[name]
+
+
+@pytest.mark.parametrize("name", STORES)
+def test_store_decodes_committed_changes_through_wal2json(
+    settings: CivsyncSettings, name: str, unique_name: str
+) -> None:
+    with connect(_store(settings, name), autocommit=True) as conn:
+        check_capture_ready(conn)
+        conn.execute(q("CREATE TABLE {t} (pin text PRIMARY KEY, full_name text)", unique_name))
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (unique_name,))
+        try:
+            conn.execute(
+                q("INSERT INTO {t} VALUES (%s, %s)", unique_name),
+                ("001099012345", "Phạm Thị Ngọc Ánh"),
+            )
+            rows = conn.execute(
+                "SELECT data FROM pg_logical_slot_get_changes(%s, NULL, NULL, "
+                "'format-version', '2')",
+                (unique_name,),
+            ).fetchall()
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (unique_name,))
+            conn.execute(q("DROP TABLE {t}", unique_name))
+
+    changes = [json.loads(str(row[0])) for row in rows]
+    inserts = [c for c in changes if c.get("action") == "I"]
+    assert len(inserts) == 1
+    assert inserts[0]["table"] == unique_name
+    values = {column["name"]: column["value"] for column in inserts[0]["columns"]}
+    assert values == {"pin": "001099012345", "full_name": "Phạm Thị Ngọc Ánh"}
+
+
+def test_the_two_stores_are_separate_servers(settings: CivsyncSettings) -> None:
+    identities = set()
+    for name in STORES:
+        with connect(_store(settings, name)) as conn:
+            row = conn.execute(
+                "SELECT current_database(), system_identifier FROM pg_control_system()"
+            ).fetchone()
+            assert row is not None
+            assert row[0] == name
+            identities.add(row[1])
+    assert len(identities) == 2
+
+
+def test_a_refused_login_is_reported_without_the_password(settings: CivsyncSettings) -> None:
+    # libpq reports a failed connection without a SQLSTATE, so it classifies as unavailable;
+    # the server's reason is kept, the password is not.
+    wrong = settings.civil.model_copy(update={"password": SecretStr("not-the-password")})
+    with pytest.raises(StoreUnavailableError, match="password authentication failed") as caught:
+        connect(wrong)
+    assert "not-the-password" not in str(caught.value)
+
+
+def test_statement_errors_are_classified_by_sqlstate(
+    settings: CivsyncSettings, unique_name: str
+) -> None:
+    with (
+        connect(settings.population, autocommit=True) as conn,
+        connect(settings.population) as other,
+    ):
+        conn.execute(q("CREATE TABLE {t} (pin text PRIMARY KEY)", unique_name))
+        try:
+            conn.execute(q("INSERT INTO {t} VALUES ('001099012345')", unique_name))
+            with pytest.raises(psycopg.Error) as duplicate:
+                conn.execute(q("INSERT INTO {t} VALUES ('001099012345')", unique_name))
+            rejected = classify(duplicate.value, "inserting")
+            assert isinstance(rejected, StoreRejectedError)
+            assert rejected.sqlstate == "23505"
+
+            other.execute(q("SELECT * FROM {t} FOR UPDATE", unique_name))  # holds the row lock
+            conn.execute("SET lock_timeout = '100ms'")
+            with pytest.raises(psycopg.Error) as locked:
+                conn.execute(q("UPDATE {t} SET pin = pin", unique_name))
+            retriable = classify(locked.value, "updating")
+            assert isinstance(retriable, StoreUnavailableError)
+            assert retriable.sqlstate == "55P03"
+        finally:
+            other.rollback()
+            conn.execute(q("DROP TABLE {t}", unique_name))
+
+
+def test_an_unreachable_store_is_retriable(settings: CivsyncSettings) -> None:
+    nowhere = settings.civil.model_copy(update={"port": 1, "connect_timeout_s": 2})
+    with pytest.raises(StoreUnavailableError):
+        connect(nowhere)
