@@ -10,7 +10,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from civsync.services.maven import Artifact, resolve
-from civsync.services.process import ManagedProcess, run_checked
+from civsync.services.process import ManagedProcess, require_free_port, run_checked
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -62,6 +62,8 @@ class KafkaService:
         )
 
     def start(self) -> None:
+        require_free_port("Kafka", self.host, self.port)
+        require_free_port("Kafka's controller", self.host, self.controller_port)
         dist = resolve(f"kafka-{KAFKA_VERSION}", _ARTIFACTS, self.root / f"dist-{KAFKA_VERSION}")
         config = self._write_config()
         if not (self.root / "data" / "meta.properties").is_file():

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from civsync.services.process import LauncherError, run_checked
+from civsync.services.process import LauncherError, require_free_port, run_checked
 from connectors.settings import StoreSettings
 
 MIN_PG_MAJOR = 15
@@ -53,6 +53,7 @@ class PostgresService:
         return status.returncode == 0
 
     def start(self) -> None:
+        require_free_port(f"PostgreSQL ({self.name})", self.store.host, self.store.port)
         if not (self.data_dir / "PG_VERSION").is_file():
             self._initdb()
         run_checked(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -116,3 +117,15 @@ def run_checked(argv: Sequence[str], *, what: str, env: Mapping[str, str] | None
         output = (result.stdout + result.stderr).strip()[-4000:]
         raise LauncherError(f"{what} failed (exit {result.returncode}):\n{output}")
     return result.stdout
+
+
+def require_free_port(name: str, host: str, port: int) -> None:
+    """LauncherError if something we did not start already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        if probe.connect_ex((host, port)) == 0:
+            raise LauncherError(
+                f"port {port} on {host} is taken by a process the launcher did not start, so "
+                f"{name} cannot listen there; stop that process or point civsync elsewhere "
+                "(CIVSYNC_* settings)"
+            )

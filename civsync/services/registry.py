@@ -7,13 +7,14 @@ so schema ids survive a restart, as the ids inside messages already on Kafka req
 
 from __future__ import annotations
 
+import shutil
 import tarfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from civsync.services.maven import Artifact, resolve
-from civsync.services.process import ManagedProcess
+from civsync.services.process import ManagedProcess, require_free_port
 
 APICURIO_VERSION = "2.6.13.Final"
 # The archive is self-contained: its own lib/ holds every dependency.
@@ -46,6 +47,7 @@ class RegistryService:
         )
 
     def start(self) -> None:
+        require_free_port("the schema registry", self.host, self.port)
         runner = self._unpacked()
         self.process.start(
             ["java", f"-Xmx{self.heap}", "-jar", str(runner), f"-Dcivsync.run={self.root}"],
@@ -74,4 +76,5 @@ class RegistryService:
         archive = next((dist / "lib").glob("apicurio-registry-app-*-all.tar.gz"))
         with tarfile.open(archive) as tar:
             tar.extractall(app, filter="data")
+        shutil.rmtree(dist)  # ~/.m2 keeps the archive; the unpacked copy is all we run
         return runner

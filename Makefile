@@ -1,0 +1,55 @@
+# civsync developer entry points. `make run` and `make test` work on a fresh Debian machine:
+# they install the system packages, the Python environment and start the local services.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the local services and the tests need (Java and Maven for Kafka and the registry).
+APT_PACKAGES := postgresql-15 postgresql-15-wal2json kcat maven openjdk-17-jre-headless
+
+.PHONY: run test test-unit lint setup system-packages venv services-up services-down services-status clean
+
+run: setup services-up            ## start Kafka, the registry and both stores; show their status
+
+test: setup lint services-up      ## lint, then every test against the real services
+	$(BIN)/pytest
+
+test-unit: venv                   ## the fast room only: no services
+	$(BIN)/pytest tests/unit
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+setup: system-packages venv
+
+system-packages:
+	@missing=""; for pkg in $(APT_PACKAGES); do \
+	  dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,lint]'
+	touch $@
+
+services-up: venv
+	$(BIN)/civsync services up
+
+services-down:
+	@[ -x $(BIN)/civsync ] && $(BIN)/civsync services down || true
+
+services-status: venv
+	$(BIN)/civsync services status
+
+clean: services-down
+	rm -rf .run $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
