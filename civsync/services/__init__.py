@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from civsync.config import CivsyncSettings
 from civsync.services.kafka import KAFKA_VERSION, KafkaService
-from civsync.services.postgres import PostgresService
+from civsync.services.postgres import PostgresService, cluster_root
 from civsync.services.process import LauncherError
 from civsync.services.registry import APICURIO_VERSION, RegistryService
 
@@ -62,7 +62,7 @@ class LocalServices:
         for name, store in self.settings.stores().items():
             _loopback(name, f"{store.host}:{store.port}")
         return [
-            PostgresService(name, self.run_dir / "postgres" / name, store)
+            PostgresService(name, cluster_root(self.run_dir, name), store)
             for name, store in self.settings.stores().items()
         ]
 

@@ -6,6 +6,7 @@ only). Run as root, the server runs as the ``postgres`` system user, as PostgreS
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -138,6 +139,29 @@ class PostgresService:
                 conn.execute(
                     sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.store.dbname))
                 )
+
+
+def cluster_root(run_dir: Path, name: str) -> Path:
+    """Where the ``name`` cluster lives: under ``run_dir``, unless the server cannot reach it.
+
+    As root, the server runs as ``postgres``, which cannot enter private directories such as
+    ``/root``; the cluster then lives in the postgres home, in a folder named after
+    ``run_dir`` so that two checkouts never share a cluster.
+    """
+    preferred = run_dir / "postgres" / name
+    if os.geteuid() != 0 or _reachable_by_postgres(run_dir):
+        return preferred
+    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/lib/postgresql/civsync") / digest / name
+
+
+def _reachable_by_postgres(directory: Path) -> bool:
+    probe = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "test", "-x", str(directory)],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
 
 
 def _bindir() -> Path:
