@@ -6,7 +6,7 @@ Confluent Schema Registry and with Apicurio's ``/apis/ccompat/v7`` API.
 
 from __future__ import annotations
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from connectors.settings import RegistrySettings
@@ -56,6 +56,13 @@ class SchemaRegistry:
             self.client.set_compatibility(subject_name=subject, level=level)
         except Exception as exc:
             raise translate(exc, f"setting {level} on {subject}") from exc
+
+    def register(self, subject: str, schema_str: str) -> int:
+        """Register an Avro schema under ``subject`` (idempotent); its id."""
+        try:
+            return int(self.client.register_schema(subject, Schema(schema_str, "AVRO")))
+        except Exception as exc:
+            raise translate(exc, f"registering a schema under {subject}") from exc
 
     def compatibility(self, subject: str) -> str:
         try:

@@ -1,0 +1,145 @@
+"""Publishing of change events and quarantine records to Kafka, Avro in the registry format.
+
+Topics are created on first use with the configured partitions; their value subjects are
+set to BACKWARD_TRANSITIVE so a schema change that would break a reader is refused.
+A record that cannot be encoded goes to ``civsync.quarantine`` with the reason; the
+stream goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from typing import Any
+
+from connectors.kafka.admin import TopicAdmin, TopicSpec
+from connectors.kafka.avro import AvroProducer, AvroTopic, EncodingError
+from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
+from connectors.settings import KafkaSettings
+from engine.events import ChangeEvent
+from schemas import load
+
+QUARANTINE_TOPIC = "civsync.quarantine"
+_CHANGE = (load("change_key"), load("change_event"))
+_QUARANTINE = AvroTopic(QUARANTINE_TOPIC, load("quarantine_key"), load("quarantine_record"))
+
+
+def topic_for(store: str, schema: str, table: str) -> str:
+    """``civsync.<store>.<table>``; tables outside ``public`` keep their schema in the name."""
+    return f"civsync.{store}.{table}" if schema == "public" else f"civsync.{store}.{schema}.{table}"
+
+
+def to_avro(event: ChangeEvent, published_ms: int) -> dict[str, Any]:
+    """The Avro record (``change_event.avsc``) of ``event``."""
+    source = asdict(event.source)
+    source["ts_ms"] = source.pop("commit_ts_ms")
+    source["snapshot"] = str(event.source.snapshot)
+    return {
+        "event_id": event.event_id,
+        "op": str(event.op),
+        "before": None if event.before is None else dict(event.before),
+        "after": None if event.after is None else dict(event.after),
+        "unavailable": list(event.unavailable),
+        "column_types": dict(event.column_types),
+        "source": {"connector": "civsync", **source},
+        "hlc": asdict(event.hlc),
+        "ts_ms": published_ms,
+    }
+
+
+class ChangePublisher:
+    """Sends events and quarantine records; ``flush`` returns once Kafka has all of them."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        registry: SchemaRegistry,
+        *,
+        partitions: int,
+        replication_factor: int = 1,
+    ) -> None:
+        self._producer = AvroProducer(kafka, registry)
+        self._admin = TopicAdmin(kafka)
+        self._registry = registry
+        self._partitions, self._replication = partitions, replication_factor
+        self._topics: dict[str, AvroTopic] = {}
+        self.published = 0
+        self.quarantined = 0
+
+    def publish(self, event: ChangeEvent) -> None:
+        topic = self._topic(topic_for(event.source.store, event.source.schema, event.source.table))
+        try:
+            self._producer.produce(topic, {"pk": dict(event.key)}, to_avro(event, _now_ms()))
+        except EncodingError as exc:
+            self.quarantine(
+                "capture.encoding_failed",
+                str(exc),
+                payload=_json(to_avro(event, _now_ms())),
+                store=event.source.store,
+                table=event.table_id,
+                lsn=event.source.lsn,
+                txid=event.source.txid,
+                event_id=event.event_id,
+            )
+            return
+        self.published += 1
+
+    def quarantine(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        payload: str,
+        store: str | None = None,
+        table: str | None = None,
+        lsn: int | None = None,
+        txid: int | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        """Put unusable input on ``civsync.quarantine`` with a machine-readable ``reason``."""
+        self._ensure(QUARANTINE_TOPIC, _QUARANTINE)
+        record = {
+            "reason": reason,
+            "detail": detail,
+            "stage": "capture",
+            "store": store,
+            "table": table,
+            "lsn": lsn,
+            "txid": txid,
+            "event_id": event_id,
+            "payload": payload,
+            "ts_ms": _now_ms(),
+        }
+        key = event_id or f"{store}:{lsn}"
+        self._producer.produce(_QUARANTINE, {"id": key}, record)
+        self.quarantined += 1
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        self._producer.flush(timeout_s)
+
+    def _topic(self, name: str) -> AvroTopic:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._ensure(name, AvroTopic(name, *_CHANGE))
+        return topic
+
+    def _ensure(self, name: str, topic: AvroTopic) -> AvroTopic:
+        if name not in self._topics:
+            self._admin.ensure([TopicSpec(name, self._partitions, self._replication)])
+            for subject, schema in (
+                (f"{name}-key", topic.key_schema),
+                (f"{name}-value", topic.value_schema),
+            ):
+                self._registry.register(subject, schema)
+                self._registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
+            self._topics[name] = topic
+        return self._topics[name]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _json(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, default=str)

@@ -1,0 +1,145 @@
+"""The capture loop of one store: read the slot, publish to Kafka, then confirm the slot.
+
+Invariant: the slot is confirmed only up to the end of a transaction whose events Kafka has
+all acknowledged (acks=all, idempotent producer). A crash anywhere therefore redelivers from
+the last confirmed transaction, with the same event ids; nothing committed is lost.
+When a read returns less than a full batch, every transaction committed before the read's
+upper bound has been seen, so the slot is confirmed up to that bound even if nothing was
+published: an idle store never pins WAL.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import psycopg
+import structlog
+
+from connectors.capture.publisher import ChangePublisher
+from connectors.capture.slot import ReplicationSlot, ensure_apply_origin
+from connectors.capture.wal2json import (
+    LogMessage,
+    MalformedChangeError,
+    TransactionEnd,
+    Wal2JsonDecoder,
+)
+from connectors.postgres import Connection, classify, connect
+from connectors.settings import StoreSettings
+from engine.events import ChangeEvent, format_lsn, parse_lsn
+
+log = structlog.get_logger(__name__)
+
+_STATE_DDL = """
+CREATE SCHEMA IF NOT EXISTS _civsync;
+CREATE TABLE IF NOT EXISTS _civsync.capture_state (
+    slot_name   text PRIMARY KEY,
+    created_lsn pg_lsn NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    store: str
+    slot: str
+    tables: tuple[str, ...] = ()  # schema.table to capture; empty means every table
+    batch_changes: int = 20_000
+    flush_every: int = 5_000
+    idle_sleep_s: float = 0.2
+
+
+def prepare(conn: Connection, slot: ReplicationSlot) -> int:
+    """Make the store ready for capture; the id of civsync's own replication origin.
+
+    Creates the slot on first connection. A slot that existed before (recorded in
+    ``_civsync.capture_state``) and is gone now is a SlotLostError, never a re-creation.
+    """
+    try:
+        conn.execute(_STATE_DDL)
+        origin = ensure_apply_origin(conn)
+        known = conn.execute(
+            "SELECT 1 FROM _civsync.capture_state WHERE slot_name = %s", (slot.name,)
+        ).fetchone()
+    except psycopg.Error as exc:
+        raise classify(exc, "preparing the store for capture") from exc
+    if slot.state(conn) is not None:
+        slot.require_usable(conn)
+        return origin
+    if known is not None:
+        slot.require_usable(conn)  # raises SlotLostError with the remedy
+    created = slot.create(conn)
+    conn.execute(
+        "INSERT INTO _civsync.capture_state (slot_name, created_lsn) VALUES (%s, %s::pg_lsn)",
+        (slot.name, format_lsn(created)),
+    )
+    log.info("capture.slot_created", slot=slot.name, lsn=format_lsn(created))
+    return origin
+
+
+class CaptureStream:
+    """Streams one store's committed changes into Kafka until ``stop`` is set."""
+
+    def __init__(
+        self, config: CaptureConfig, store: StoreSettings, publisher: ChangePublisher
+    ) -> None:
+        self._config, self._store, self._publisher = config, store, publisher
+        self._slot = ReplicationSlot(config.slot, config.tables)
+        self._decoder = Wal2JsonDecoder(config.store, store.dbname)
+
+    def run(self, stop: threading.Event) -> None:
+        with connect(self._store, autocommit=True) as control, connect(self._store) as reader:
+            origin = prepare(control, self._slot)
+            while not stop.is_set():
+                if self.step(control, reader, origin) == 0:
+                    stop.wait(self._config.idle_sleep_s)
+
+    def step(self, control: Connection, reader: Connection, origin: int) -> int:
+        """One read of the slot; the number of rows read."""
+        self._slot.require_usable(control)
+        upto = _current_lsn(control)
+        rows, confirmable, pending = 0, None, 0
+        changes = self._slot.changes(
+            reader, upto, self._config.batch_changes, exclude_origin=origin
+        )
+        for lsn, data in changes:
+            rows += 1
+            for item in self._decode(lsn, data):
+                if isinstance(item, ChangeEvent):
+                    self._publisher.publish(item)
+                    pending += 1
+                elif isinstance(item, TransactionEnd):
+                    confirmable = item.end_lsn
+                    if pending >= self._config.flush_every:
+                        self._confirm(control, confirmable)
+                        pending = 0
+        if rows < self._config.batch_changes:
+            confirmable = upto  # every transaction committed before `upto` has been read
+        if confirmable is not None:
+            self._confirm(control, confirmable)
+        return rows
+
+    def _decode(self, lsn: str, data: str) -> list[ChangeEvent | TransactionEnd | LogMessage]:
+        try:
+            return list(self._decoder.decode(lsn, data))
+        except (MalformedChangeError, KeyError, TypeError, ValueError) as exc:
+            self._publisher.quarantine(
+                "capture.malformed_change",
+                f"{type(exc).__name__}: {exc}",
+                payload=data,
+                store=self._config.store,
+                lsn=parse_lsn(lsn),
+            )
+            return []
+
+    def _confirm(self, control: Connection, lsn: int) -> None:
+        self._publisher.flush()
+        self._slot.confirm(control, lsn)
+        log.debug("capture.confirmed", lsn=format_lsn(lsn), published=self._publisher.published)
+
+
+def _current_lsn(conn: Connection) -> int:
+    row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None  # noqa: S101 - always one row
+    return parse_lsn(str(row[0]))

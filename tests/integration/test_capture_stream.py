@@ -1,0 +1,146 @@
+"""Log-based capture of every row operation into Avro topics, against the real services."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from civsync.config import CivsyncSettings
+from connectors.capture.slot import APPLY_ORIGIN
+from connectors.postgres import Connection, connect
+from connectors.registry import SchemaRegistry
+from tests.integration.capture_support import drop_slot, events_of, q, running_capture
+
+DDL = """CREATE TABLE {t} (
+    id bigint PRIMARY KEY, full_name text, birth_date date, fee numeric(12,2),
+    registered_at timestamptz, photo bytea, note text, active boolean, score double precision
+)"""
+
+
+@pytest.fixture
+def civil(settings: CivsyncSettings) -> Iterator[Connection]:
+    with connect(settings.civil, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def table(civil: Connection, unique_name: str) -> Iterator[str]:
+    civil.execute(q(DDL, unique_name))
+    civil.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", unique_name))
+    yield unique_name
+    civil.execute(q("DROP TABLE {t}", unique_name))
+    drop_slot(civil, unique_name)
+
+
+def _wait_confirmed(civil: Connection, slot: str) -> None:
+    """Until the slot has confirmed everything committed so far (capture caught up)."""
+    target = civil.execute("SELECT pg_current_wal_lsn()").fetchone()
+    for _ in range(200):
+        row = civil.execute(
+            "SELECT confirmed_flush_lsn >= %s FROM pg_replication_slots WHERE slot_name = %s",
+            (target[0] if target else None, slot),
+        ).fetchone()
+        if row and row[0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"slot {slot} did not catch up")
+
+
+def test_every_operation_is_captured_in_order_with_exact_values(
+    settings: CivsyncSettings, registry: SchemaRegistry, civil: Connection, table: str
+) -> None:
+    big = secrets.token_hex(8000)  # incompressible: stored out of line (TOAST)
+    with running_capture(settings, registry, "civil", table, [table]):
+        _wait_confirmed(civil, table)
+        civil.execute(
+            q(
+                "INSERT INTO {t} VALUES (1, %s, '1999-03-01', 12345678.90, "
+                "'2025-07-01 08:00:00+07', '\\x00ff', %s, true, 0.1)",
+                table,
+            ),
+            ("Nguyễn Thị Hương", big),
+        )
+        civil.execute(
+            q("UPDATE {t} SET full_name = %s WHERE id = 1", table),
+            ("Nguye\u0302\u0303n Thi\u0323 Hương",),
+        )  # NFD input
+        civil.execute(q("UPDATE {t} SET id = 2 WHERE id = 1", table))
+        civil.execute(q("INSERT INTO {t} (id) VALUES (3)", table))
+        civil.execute(q("DELETE FROM {t} WHERE id = 3", table))
+        _wait_confirmed(civil, table)
+
+    events = events_of(settings, registry, "civil", table, count=6)
+
+    assert [
+        (e["op"], e["after"] and e["after"]["id"], e["before"] and e["before"]["id"])
+        for e in events
+    ] == [
+        ("c", 1, None),
+        ("u", 1, 1),
+        ("d", None, 1),
+        ("c", 2, None),
+        ("c", 3, None),
+        ("d", None, 3),
+    ]
+    created = events[0]["after"]
+    assert created["full_name"] == "Nguyễn Thị Hương"
+    assert created["birth_date"] == "1999-03-01"
+    assert created["fee"] == "12345678.90"
+    assert created["registered_at"] == "2025-07-01 01:00:00+00"
+    assert created["photo"] == "00ff"
+    assert (created["active"], created["score"]) == (True, 0.1)
+    assert events[0]["column_types"]["fee"] == "numeric(12,2)"
+    updated = events[1]
+    assert updated["after"]["full_name"] == "Nguyễn Thị Hương"  # normalised to NFC
+    assert updated["after"]["note"] == big  # unchanged TOAST value, taken from the old row
+    assert updated["unavailable"] == []
+    assert events[3]["after"]["note"] == big
+    nulls = events[4]["after"]
+    assert nulls["full_name"] is None
+    assert nulls["birth_date"] is None
+    assert len({e["event_id"] for e in events}) == 6
+    assert all(e["source"]["store"] == "civil" and e["source"]["table"] == table for e in events)
+    assert all(e["hlc"]["node"] == "civil" for e in events)
+
+
+def test_writes_bound_to_civsyncs_origin_are_not_captured(
+    settings: CivsyncSettings, registry: SchemaRegistry, civil: Connection, table: str
+) -> None:
+    with running_capture(settings, registry, "civil", table, [table]):
+        _wait_confirmed(civil, table)
+        with civil.transaction():
+            civil.execute("SELECT pg_replication_origin_session_setup(%s)", (APPLY_ORIGIN,))
+            civil.execute(q("INSERT INTO {t} (id, full_name) VALUES (10, 'echo')", table))
+        civil.execute("SELECT pg_replication_origin_session_reset()")
+        civil.execute(q("INSERT INTO {t} (id, full_name) VALUES (11, 'user')", table))
+        _wait_confirmed(civil, table)
+
+    events = events_of(settings, registry, "civil", table, count=2)
+    assert [e["after"]["id"] for e in events] == [11]
+
+
+def test_an_idle_store_does_not_pin_wal(
+    settings: CivsyncSettings,
+    registry: SchemaRegistry,
+    civil: Connection,
+    table: str,
+    unique_name: str,
+) -> None:
+    other = f"{unique_name}_other"
+    civil.execute(q("CREATE TABLE {t} (id int PRIMARY KEY)", other))
+    try:
+        with running_capture(settings, registry, "civil", table, [table]):
+            civil.execute(q("INSERT INTO {t} SELECT generate_series(1, 1000)", other))
+            _wait_confirmed(civil, table)
+            lag = civil.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) "
+                "FROM pg_replication_slots WHERE slot_name = %s",
+                (table,),
+            ).fetchone()
+    finally:
+        civil.execute(q("DROP TABLE {t}", other))
+    assert lag is not None
+    assert int(lag[0]) < 64 * 1024
