@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from civsync import __version__
+from civsync import logging as civsync_logging
+from civsync.capture_cli import app as capture_app
 from civsync.config import CivsyncSettings, load_settings
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from engine.errors import CivsyncError
@@ -28,6 +30,7 @@ services_app = typer.Typer(
     help="Local Kafka, schema registry and PostgreSQL stores (no Docker).", no_args_is_help=True
 )
 app.add_typer(services_app, name="services")
+app.add_typer(capture_app, name="capture")
 
 console = Console(stderr=True)
 
@@ -38,6 +41,14 @@ RunDirOption = Annotated[
     Path,
     typer.Option("--run-dir", envvar="CIVSYNC_RUN_DIR", help="Where service data and logs live"),
 ]
+
+
+@app.callback()
+def main(
+    log_level: Annotated[str, typer.Option(envvar="CIVSYNC_LOG_LEVEL", help="Log level")] = "INFO",
+) -> None:
+    """civsync: change-data-capture sync of civil-status and population data."""
+    civsync_logging.configure(log_level)
 
 
 def _settings(config: Path | None) -> CivsyncSettings:

@@ -91,6 +91,7 @@ class CaptureStream:
     def run(self, stop: threading.Event) -> None:
         with connect(self._store, autocommit=True) as control, connect(self._store) as reader:
             origin = prepare(control, self._slot)
+            _warn_without_full_identity(control, self._config.tables)
             while not stop.is_set():
                 if self.step(control, reader, origin) == 0:
                     stop.wait(self._config.idle_sleep_s)
@@ -137,6 +138,20 @@ class CaptureStream:
         self._publisher.flush()
         self._slot.confirm(control, lsn)
         log.debug("capture.confirmed", lsn=format_lsn(lsn), published=self._publisher.published)
+
+
+def _warn_without_full_identity(conn: Connection, tables: tuple[str, ...]) -> None:
+    """Without REPLICA IDENTITY FULL, before-images hold only the key and an unchanged TOAST
+    value cannot be carried into an update's after-image: say so at start-up."""
+    rows = conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind = 'r' AND c.relreplident <> 'f' AND n.nspname NOT LIKE 'pg\\_%%'"
+        " AND n.nspname NOT IN ('information_schema', '_civsync')"
+        " AND (cardinality(%s::text[]) = 0 OR n.nspname || '.' || c.relname = ANY(%s::text[]))",
+        (list(tables), list(tables)),
+    ).fetchall()
+    if rows:
+        log.warning("capture.replica_identity_not_full", tables=[str(r[0]) for r in rows])
 
 
 def _current_lsn(conn: Connection) -> int:

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 from civsync.config import CivsyncSettings
+from connectors.capture.publisher import QUARANTINE_TOPIC
 from connectors.capture.slot import APPLY_ORIGIN
 from connectors.postgres import Connection, connect
 from connectors.registry import SchemaRegistry
-from tests.integration.capture_support import drop_slot, events_of, q, running_capture
+from tests.integration.capture_support import drop_slot, events_of, q, read_topic, running_capture
 
 DDL = """CREATE TABLE {t} (
     id bigint PRIMARY KEY, full_name text, birth_date date, fee numeric(12,2),
@@ -144,3 +145,35 @@ def test_an_idle_store_does_not_pin_wal(
         civil.execute(q("DROP TABLE {t}", other))
     assert lag is not None
     assert int(lag[0]) < 64 * 1024
+
+
+def test_a_row_that_cannot_be_keyed_is_quarantined_and_the_stream_goes_on(
+    settings: CivsyncSettings,
+    registry: SchemaRegistry,
+    civil: Connection,
+    table: str,
+    unique_name: str,
+) -> None:
+    keyless = f"{unique_name}_nokey"
+    civil.execute(q("CREATE TABLE {t} (note text)", keyless))
+    civil.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", keyless))
+    try:
+        with running_capture(settings, registry, "civil", table, [table, keyless]):
+            _wait_confirmed(civil, table)
+            civil.execute(q("INSERT INTO {t} VALUES ('no key here')", keyless))
+            civil.execute(q("INSERT INTO {t} (id) VALUES (21)", table))
+            _wait_confirmed(civil, table)
+    finally:
+        civil.execute(q("DROP TABLE {t}", keyless))
+
+    assert [e["after"]["id"] for e in events_of(settings, registry, "civil", table, 1)] == [21]
+    quarantined = [
+        r.value
+        for r in read_topic(settings, registry, QUARANTINE_TOPIC, until=10**6)
+        if keyless in r.value["payload"]
+    ]
+    assert len(quarantined) == 1
+    assert quarantined[0]["reason"] == "capture.malformed_change"
+    assert "no key columns" in quarantined[0]["detail"]
+    assert quarantined[0]["store"] == "civil"
+    assert quarantined[0]["lsn"] is not None
