@@ -72,6 +72,14 @@ def _consume(
     return records
 
 
+def _publish_first_citizen(
+    settings: CivsyncSettings, registry: SchemaRegistry, topic: AvroTopic
+) -> None:
+    producer = AvroProducer(settings.kafka, registry)
+    producer.produce(topic, {"pin": CITIZENS[0]["pin"]}, CITIZENS[0])
+    producer.flush()
+
+
 def test_records_round_trip_with_diacritics_and_dates(
     settings: CivsyncSettings, registry: SchemaRegistry, probe_topic: AvroTopic
 ) -> None:
@@ -92,9 +100,7 @@ def test_records_round_trip_with_diacritics_and_dates(
 def test_wire_format_carries_a_schema_id_the_registry_serves(
     settings: CivsyncSettings, registry: SchemaRegistry, probe_topic: AvroTopic
 ) -> None:
-    producer = AvroProducer(settings.kafka, registry)
-    producer.produce(probe_topic, {"pin": CITIZENS[0]["pin"]}, CITIZENS[0])
-    producer.flush()
+    _publish_first_citizen(settings, registry, probe_topic)
 
     raw = Consumer(
         settings.kafka.client_config()
@@ -129,9 +135,7 @@ def test_wire_format_carries_a_schema_id_the_registry_serves(
 def test_backward_transitive_rejects_an_incompatible_schema(
     settings: CivsyncSettings, registry: SchemaRegistry, probe_topic: AvroTopic
 ) -> None:
-    producer = AvroProducer(settings.kafka, registry)
-    producer.produce(probe_topic, {"pin": CITIZENS[0]["pin"]}, CITIZENS[0])
-    producer.flush()
+    _publish_first_citizen(settings, registry, probe_topic)
     subject = f"{probe_topic.name}-value"
     registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
     assert registry.compatibility(subject) == BACKWARD_TRANSITIVE

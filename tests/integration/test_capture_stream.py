@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from psycopg import sql
 
 from civsync.config import CivsyncSettings
 from connectors.capture.publisher import QUARANTINE_TOPIC
@@ -34,6 +35,25 @@ def table(civil: Connection, unique_name: str) -> Iterator[str]:
     yield unique_name
     civil.execute(q("DROP TABLE {t}", unique_name))
     drop_slot(civil, unique_name)
+
+
+@pytest.fixture
+def side_table(civil: Connection, unique_name: str) -> Iterator[Callable[[str, str], str]]:
+    """Makes extra tables (``suffix``, column list) for a test; drops them afterwards."""
+    made: list[str] = []
+
+    def make(suffix: str, columns: str) -> str:
+        name = f"{unique_name}_{suffix}"
+        civil.execute(
+            sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(name), sql.SQL(columns))
+        )
+        civil.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", name))
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        civil.execute(q("DROP TABLE {t}", name))
 
 
 def _wait_confirmed(civil: Connection, slot: str) -> None:
@@ -128,21 +148,17 @@ def test_an_idle_store_does_not_pin_wal(
     registry: SchemaRegistry,
     civil: Connection,
     table: str,
-    unique_name: str,
+    side_table: Callable[[str, str], str],
 ) -> None:
-    other = f"{unique_name}_other"
-    civil.execute(q("CREATE TABLE {t} (id int PRIMARY KEY)", other))
-    try:
-        with running_capture(settings, registry, "civil", table, [table]):
-            civil.execute(q("INSERT INTO {t} SELECT generate_series(1, 1000)", other))
-            _wait_confirmed(civil, table)
-            lag = civil.execute(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) "
-                "FROM pg_replication_slots WHERE slot_name = %s",
-                (table,),
-            ).fetchone()
-    finally:
-        civil.execute(q("DROP TABLE {t}", other))
+    other = side_table("other", "id int PRIMARY KEY")
+    with running_capture(settings, registry, "civil", table, [table]):
+        civil.execute(q("INSERT INTO {t} SELECT generate_series(1, 1000)", other))
+        _wait_confirmed(civil, table)
+        lag = civil.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) "
+            "FROM pg_replication_slots WHERE slot_name = %s",
+            (table,),
+        ).fetchone()
     assert lag is not None
     assert int(lag[0]) < 64 * 1024
 
@@ -152,19 +168,14 @@ def test_a_row_that_cannot_be_keyed_is_quarantined_and_the_stream_goes_on(
     registry: SchemaRegistry,
     civil: Connection,
     table: str,
-    unique_name: str,
+    side_table: Callable[[str, str], str],
 ) -> None:
-    keyless = f"{unique_name}_nokey"
-    civil.execute(q("CREATE TABLE {t} (note text)", keyless))
-    civil.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", keyless))
-    try:
-        with running_capture(settings, registry, "civil", table, [table, keyless]):
-            _wait_confirmed(civil, table)
-            civil.execute(q("INSERT INTO {t} VALUES ('no key here')", keyless))
-            civil.execute(q("INSERT INTO {t} (id) VALUES (21)", table))
-            _wait_confirmed(civil, table)
-    finally:
-        civil.execute(q("DROP TABLE {t}", keyless))
+    keyless = side_table("nokey", "note text")
+    with running_capture(settings, registry, "civil", table, [table, keyless]):
+        _wait_confirmed(civil, table)
+        civil.execute(q("INSERT INTO {t} VALUES ('no key here')", keyless))
+        civil.execute(q("INSERT INTO {t} (id) VALUES (21)", table))
+        _wait_confirmed(civil, table)
 
     assert [e["after"]["id"] for e in events_of(settings, registry, "civil", table, 1)] == [21]
     quarantined = [
