@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from civsync.config import CivsyncSettings
 from civsync.services.kafka import KAFKA_VERSION, KafkaService
 from civsync.services.postgres import PostgresService, cluster_root
-from civsync.services.process import LauncherError
+from civsync.services.process import LauncherError, ManagedProcess
 from civsync.services.registry import APICURIO_VERSION, RegistryService
 
 __all__ = ["APICURIO_VERSION", "KAFKA_VERSION", "LauncherError", "LocalServices"]
@@ -29,7 +29,11 @@ __all__ = ["APICURIO_VERSION", "KAFKA_VERSION", "LauncherError", "LocalServices"
 START_TIMEOUT_S = 120.0
 
 
-class _Service(Protocol):
+class _JvmService(Protocol):
+    """Kafka and the registry: a java process the launcher starts and probes."""
+
+    @property
+    def process(self) -> ManagedProcess: ...
     def start(self) -> None: ...
     def healthy(self) -> bool: ...
 
@@ -74,20 +78,14 @@ class LocalServices:
                 if not store.running():
                     progress(f"starting PostgreSQL ({store.name}) on port {store.store.port}")
                     store.start()
-            kafka, registry = self.kafka(), self.registry()
-            for name, service, process in (
-                ("Kafka", kafka, kafka.process),
-                ("schema registry", registry, registry.process),
-            ):
-                if process.pid() is None:
+            jvm = self._jvm_services()
+            for name, service in jvm.items():
+                if service.process.pid() is None:
                     progress(f"starting {name}")
                     service.start()
             timings = {s.name: time.monotonic() - started for s in self.stores()}
-            for name, service, process in (
-                ("kafka", kafka, kafka.process),
-                ("registry", registry, registry.process),
-            ):
-                process.wait_healthy(service.healthy, START_TIMEOUT_S)
+            for name, service in jvm.items():  # both JVMs warm up at once; wait for each
+                service.process.wait_healthy(service.healthy, START_TIMEOUT_S)
                 timings[name] = time.monotonic() - started
                 progress(f"{name} healthy after {timings[name]:.1f}s")
         return timings
@@ -95,11 +93,8 @@ class LocalServices:
     def down(self, progress: Callable[[str], None] = lambda _: None) -> None:
         """Stop every service; data stays for the next ``up``."""
         with self._locked():
-            for name, process in (
-                ("registry", self.registry().process),
-                ("kafka", self.kafka().process),
-            ):
-                if process.stop():
+            for name, service in reversed(self._jvm_services().items()):
+                if service.process.stop():
                     progress(f"stopped {name}")
             for store in self.stores():
                 if store.stop():
@@ -125,6 +120,9 @@ class LocalServices:
             for s in self.stores()
         ]
         return states
+
+    def _jvm_services(self) -> dict[str, _JvmService]:
+        return {"kafka": self.kafka(), "registry": self.registry()}
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
