@@ -6,7 +6,6 @@ import json
 
 import psycopg
 import pytest
-from psycopg import sql
 from pydantic import SecretStr
 
 from civsync.config import CivsyncSettings
@@ -18,13 +17,9 @@ from connectors.postgres import (
     connect,
 )
 from connectors.settings import StoreSettings
+from tests.integration.capture_support import q
 
 STORES = ["civil", "population"]
-
-
-def q(statement: str, table: str) -> sql.Composed:
-    """``statement`` with ``{t}`` replaced by ``table`` as a quoted identifier."""
-    return sql.SQL(statement).format(t=sql.Identifier(table))
 
 
 def _store(settings: CivsyncSettings, name: str) -> StoreSettings:
