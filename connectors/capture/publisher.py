@@ -69,13 +69,14 @@ class ChangePublisher:
 
     def publish(self, event: ChangeEvent) -> None:
         topic = self._topic(topic_for(event.source.store, event.source.schema, event.source.table))
+        record = to_avro(event, _now_ms())
         try:
-            self._producer.produce(topic, {"pk": dict(event.key)}, to_avro(event, _now_ms()))
+            self._producer.produce(topic, {"pk": dict(event.key)}, record)
         except EncodingError as exc:
             self.quarantine(
                 "capture.encoding_failed",
                 str(exc),
-                payload=_json(to_avro(event, _now_ms())),
+                payload=_json(record),
                 store=event.source.store,
                 table=event.table_id,
                 lsn=event.source.lsn,

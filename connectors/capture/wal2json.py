@@ -7,8 +7,8 @@ as Debezium does, so each key's history stays on one partition.
 
 Values are kept exact: ``numeric`` arrives as a bare JSON number and is read as its text;
 text is normalised to NFC. Unchanged TOAST columns that wal2json leaves out of an update
-are filled from the old row image when the table has REPLICA IDENTITY FULL, and otherwise
-listed in ``unavailable``; never replaced by a placeholder.
+are filled from the old row image when the table has REPLICA IDENTITY FULL; without it
+they are simply absent (wal2json does not name them), never replaced by a placeholder.
 """
 
 from __future__ import annotations
@@ -112,34 +112,19 @@ class Wal2JsonDecoder:
         new = _row(doc.get("columns"))
         pk = [c["name"] for c in doc.get("pk", ())]
         op = _ACTIONS[doc["action"]]
-        unavailable: tuple[str, ...] = ()
         if op is Op.UPDATE and new is not None and old is not None:
             missing = [name for name in old if name not in new]
             new = {**{name: old[name] for name in missing}, **new}
-        if op is Op.UPDATE and new is not None:
-            unavailable = tuple(name for name in types if name not in new)
         old_key = _key(pk, old) if old is not None else None
         new_key = _key(pk, new) if new is not None else None
         if op is Op.UPDATE and old_key is not None and new_key is not None and old_key != new_key:
-            yield self._event(
-                doc, Op.DELETE, key=old_key, before=old, after=None, types=types, unavailable=()
-            )
-            yield self._event(
-                doc,
-                Op.CREATE,
-                key=new_key,
-                before=None,
-                after=new,
-                types=types,
-                unavailable=unavailable,
-            )
+            yield self._event(doc, Op.DELETE, key=old_key, before=old, after=None, types=types)
+            yield self._event(doc, Op.CREATE, key=new_key, before=None, after=new, types=types)
             return
         key = new_key if new_key is not None else old_key
         if key is None:
             raise MalformedChangeError(f"{doc.get('table')}: change carries no key columns")
-        yield self._event(
-            doc, op, key=key, before=old, after=new, types=types, unavailable=unavailable
-        )
+        yield self._event(doc, op, key=key, before=old, after=new, types=types)
 
     def _event(
         self,
@@ -150,7 +135,6 @@ class Wal2JsonDecoder:
         before: Row | None,
         after: Row | None,
         types: Mapping[str, str],
-        unavailable: tuple[str, ...],
     ) -> ChangeEvent:
         txn = self._txn
         assert txn is not None  # noqa: S101 - guaranteed by _row_change
@@ -173,7 +157,6 @@ class Wal2JsonDecoder:
             after=after if op is not Op.DELETE else None,
             column_types=types,
             hlc=commit_hlc(self._store, txn.commit_ts_ms, sequence),
-            unavailable=unavailable,
         )
 
 

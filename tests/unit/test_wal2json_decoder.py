@@ -95,7 +95,7 @@ def test_a_primary_key_update_is_a_delete_and_a_create() -> None:
     assert events[1].before is None
 
 
-def test_unchanged_toast_comes_from_the_old_row_or_is_declared_unavailable() -> None:
+def test_unchanged_toast_comes_from_the_old_row_or_stays_absent() -> None:
     old = [_col("id", "bigint", 1), _col("note", "text", "long"), _col("n", "integer", 1)]
     full = _decode(
         BEGIN,
