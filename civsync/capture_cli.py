@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from civsync.config import load_settings
+from civsync.config import CivsyncSettings, load_settings
+from connectors.capture import snapshot as snapshots
 from connectors.capture.publisher import ChangePublisher
 from connectors.capture.slot import ReplicationSlot
-from connectors.capture.stream import CaptureConfig, CaptureStream
-from connectors.postgres import connect
+from connectors.capture.stream import CaptureConfig, CaptureStream, captured_tables
+from connectors.postgres import Connection, connect
 from connectors.registry import SchemaRegistry
+from connectors.settings import StoreSettings
 from engine.events import format_lsn
 
 app = typer.Typer(help="Log-based capture of the stores into Kafka.", no_args_is_help=True)
@@ -43,9 +47,7 @@ def run(
 ) -> None:
     """Stream committed changes of STORE into civsync.<store>.<table> until SIGTERM/SIGINT."""
     settings = load_settings(config)
-    stores = settings.stores()
-    if store not in stores:
-        raise typer.BadParameter(f"unknown store {store!r}; expected one of {sorted(stores)}")
+    store_settings = _store(settings, store)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -54,7 +56,49 @@ def run(
         capture = CaptureConfig(
             store=store, slot=slot or slot_name(store), tables=tuple(table or ())
         )
-        CaptureStream(capture, stores[store], publisher).run(stop)
+        CaptureStream(capture, store_settings, publisher).run(stop)
+
+
+def snapshot(
+    store: Annotated[str, typer.Argument(help="civil or population")],
+    tables: Annotated[list[str] | None, typer.Argument(help="schema.table (default: all)")] = None,
+    config: ConfigOption = None,
+    slot: Annotated[str | None, typer.Option(help="Slot name (default civsync_<store>)")] = None,
+    wait: Annotated[bool, typer.Option(help="Show progress until every table is read")] = True,
+) -> None:
+    """Queue an incremental snapshot of STORE; the running capture reads it in key chunks."""
+    settings = load_settings(config)
+    with connect(_store(settings, store), autocommit=True) as conn:
+        conn.execute(snapshots.JOBS_DDL)
+        jobs = snapshots.request(
+            conn, slot or slot_name(store), captured_tables(conn, tuple(tables or ()))
+        )
+        console.print(f"queued {len(jobs)} table(s) for `civsync capture run {store}` to read")
+        if wait:
+            _follow(conn, jobs)
+
+
+def _follow(conn: Connection, jobs: list[int]) -> None:
+    with Progress(
+        *Progress.get_default_columns(), TextColumn("{task.fields[rows]} rows"), console=console
+    ) as bar:
+        task = bar.add_task("snapshot", total=len(jobs), rows=0)
+        while True:
+            states = snapshots.progress(conn, jobs)
+            finished = [s for s in states if s[3] != "pending"]
+            bar.update(task, completed=len(finished), rows=f"{sum(s[2] for s in states):,}")
+            if len(finished) == len(jobs):
+                break
+            time.sleep(0.5)
+    for job_id, table, rows, state in snapshots.progress(conn, jobs):
+        console.print(f"{table}: {rows:,} rows, {state} (job {job_id})")
+
+
+def _store(settings: CivsyncSettings, store: str) -> StoreSettings:
+    stores = settings.stores()
+    if store not in stores:
+        raise typer.BadParameter(f"unknown store {store!r}; expected one of {sorted(stores)}")
+    return stores[store]
 
 
 @app.command("status")

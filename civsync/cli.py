@@ -18,6 +18,7 @@ from rich.table import Table
 from civsync import __version__
 from civsync import logging as civsync_logging
 from civsync.capture_cli import app as capture_app
+from civsync.capture_cli import snapshot as capture_snapshot
 from civsync.config import CivsyncSettings, load_settings
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from engine.errors import CivsyncError
@@ -31,6 +32,7 @@ services_app = typer.Typer(
 )
 app.add_typer(services_app, name="services")
 app.add_typer(capture_app, name="capture")
+app.command("snapshot")(capture_snapshot)
 
 console = Console(stderr=True)
 

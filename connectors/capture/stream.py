@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import psycopg
 import structlog
 
+from connectors.capture import snapshot
 from connectors.capture.publisher import ChangePublisher
 from connectors.capture.slot import ReplicationSlot, ensure_apply_origin
 from connectors.capture.wal2json import (
@@ -45,6 +46,7 @@ class CaptureConfig:
     store: str
     slot: str
     tables: tuple[str, ...] = ()  # schema.table to capture; empty means every table
+    snapshot_chunk: int = 5_000
     batch_changes: int = 20_000
     flush_every: int = 5_000
     idle_sleep_s: float = 0.2
@@ -53,11 +55,14 @@ class CaptureConfig:
 def prepare(conn: Connection, slot: ReplicationSlot) -> int:
     """Make the store ready for capture; the id of civsync's own replication origin.
 
-    Creates the slot on first connection. A slot that existed before (recorded in
-    ``_civsync.capture_state``) and is gone now is a SlotLostError, never a re-creation.
+    Creates the slot on first connection and queues the initial snapshot of the captured
+    tables, read after the slot exists so no change falls between the two. A slot that
+    existed before (recorded in ``_civsync.capture_state``) and is gone now is a
+    SlotLostError, never a re-creation.
     """
     try:
         conn.execute(_STATE_DDL)
+        conn.execute(snapshot.JOBS_DDL)
         origin = ensure_apply_origin(conn)
         known = conn.execute(
             "SELECT 1 FROM _civsync.capture_state WHERE slot_name = %s", (slot.name,)
@@ -74,8 +79,27 @@ def prepare(conn: Connection, slot: ReplicationSlot) -> int:
         "INSERT INTO _civsync.capture_state (slot_name, created_lsn) VALUES (%s, %s::pg_lsn)",
         (slot.name, format_lsn(created)),
     )
-    log.info("capture.slot_created", slot=slot.name, lsn=format_lsn(created))
+    jobs = snapshot.request(conn, slot.name, captured_tables(conn, slot.tables))
+    log.info(
+        "capture.slot_created",
+        slot=slot.name,
+        lsn=format_lsn(created),
+        initial_snapshot_jobs=len(jobs),
+    )
     return origin
+
+
+def captured_tables(conn: Connection, tables: tuple[str, ...]) -> list[str]:
+    """``tables``, or when none are named every user table outside civsync's schema."""
+    if tables:
+        return list(tables)
+    rows = conn.execute(
+        "SELECT n.nspname || '.' || c.relname FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')"
+        " AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_civsync')"
+        " AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 class CaptureStream:
@@ -87,6 +111,9 @@ class CaptureStream:
         self._config, self._store, self._publisher = config, store, publisher
         self._slot = ReplicationSlot(config.slot, config.tables)
         self._decoder = Wal2JsonDecoder(config.store, store.dbname)
+        self._snapshot = snapshot.IncrementalSnapshot(
+            config.store, store.dbname, config.slot, config.snapshot_chunk
+        )
 
     def run(self, stop: threading.Event) -> None:
         with connect(self._store, autocommit=True) as control, connect(self._store) as reader:
@@ -99,6 +126,7 @@ class CaptureStream:
     def step(self, control: Connection, reader: Connection, origin: int) -> int:
         """One read of the slot; the number of rows read."""
         self._slot.require_usable(control)
+        self._snapshot.start_chunk(control)  # its watermarks commit before `upto`
         upto = _current_lsn(control)
         rows, confirmable, pending = 0, None, 0
         changes = self._slot.changes(
@@ -108,8 +136,13 @@ class CaptureStream:
             rows += 1
             for item in self._decode(lsn, data):
                 if isinstance(item, ChangeEvent):
+                    self._snapshot.on_change(item)
                     self._publisher.publish(item)
                     pending += 1
+                elif isinstance(item, LogMessage):
+                    for row in self._snapshot.on_message(item):
+                        self._publisher.publish(row)
+                        pending += 1
                 elif isinstance(item, TransactionEnd):
                     confirmable = item.end_lsn
                     if pending >= self._config.flush_every:
@@ -136,6 +169,7 @@ class CaptureStream:
 
     def _confirm(self, control: Connection, lsn: int) -> None:
         self._publisher.flush()
+        self._snapshot.record_progress(control)  # only once Kafka has the chunk's rows
         self._slot.confirm(control, lsn)
         log.debug("capture.confirmed", lsn=format_lsn(lsn), published=self._publisher.published)
 

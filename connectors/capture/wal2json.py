@@ -66,6 +66,8 @@ class LogMessage:
     prefix: str
     content: str
     lsn: int
+    commit_lsn: int
+    commit_ts_ms: int
 
 
 Decoded = ChangeEvent | TransactionEnd | LogMessage
@@ -96,7 +98,15 @@ class Wal2JsonDecoder:
             txn, self._txn = self._txn, None
             yield TransactionEnd(parse_lsn(row_lsn), txn.txid if txn else doc.get("xid"))
         elif action == "M":
-            yield LogMessage(doc.get("prefix", ""), doc.get("content", ""), parse_lsn(doc["lsn"]))
+            lsn = parse_lsn(doc["lsn"])
+            txn = self._txn  # None for a non-transactional message
+            yield LogMessage(
+                doc.get("prefix", ""),
+                doc.get("content", ""),
+                lsn,
+                txn.commit_lsn if txn else lsn,
+                txn.commit_ts_ms if txn else _ts_ms(doc),
+            )
         elif action in _ACTIONS:
             yield from self._row_change(doc)
         elif action != "T":  # TRUNCATE is not a row change; the merger never needs it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,12 +25,22 @@ def q(statement: str, table: str) -> sql.Composed:
 
 @contextmanager
 def running_capture(
-    settings: CivsyncSettings, registry: SchemaRegistry, store: str, slot: str, tables: list[str]
+    settings: CivsyncSettings,
+    registry: SchemaRegistry,
+    store: str,
+    slot: str,
+    tables: list[str],
+    *,
+    snapshot_chunk: int = 5_000,
 ) -> Iterator[CaptureStream]:
     """A capture stream of ``tables`` running in a thread until the block ends."""
     publisher = ChangePublisher(settings.kafka, registry, partitions=3)
     config = CaptureConfig(
-        store=store, slot=slot, tables=tuple(f"public.{t}" for t in tables), idle_sleep_s=0.05
+        store=store,
+        slot=slot,
+        tables=tuple(f"public.{t}" for t in tables),
+        idle_sleep_s=0.05,
+        snapshot_chunk=snapshot_chunk,
     )
     stream = CaptureStream(config, settings.stores()[store], publisher)
     stop, failure = threading.Event(), []
@@ -51,12 +62,32 @@ def running_capture(
         raise failure[0]
 
 
+def wait_caught_up(conn: Connection, slot: str, timeout_s: float = 60.0) -> None:
+    """Until the slot has confirmed everything committed so far: capture has caught up.
+
+    Also waits for the slot to exist, so a capture still starting up is waited for.
+    """
+    target = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+    assert target is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT confirmed_flush_lsn >= %s FROM pg_replication_slots WHERE slot_name = %s",
+            (target[0], slot),
+        ).fetchone()
+        if row and row[0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"slot {slot} did not catch up within {timeout_s:.0f}s")
+
+
 def drop_slot(conn: Connection, slot: str) -> None:
     conn.execute(
         "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
         (slot,),
     )
     conn.execute("DELETE FROM _civsync.capture_state WHERE slot_name = %s", (slot,))
+    conn.execute("DELETE FROM _civsync.snapshot_jobs WHERE slot_name = %s", (slot,))
 
 
 def read_topic(

@@ -20,9 +20,9 @@ from civsync.config import CivsyncSettings
 from connectors.capture.publisher import topic_for
 from connectors.capture.slot import ReplicationSlot
 from connectors.capture.stream import prepare
-from connectors.postgres import Connection, connect
+from connectors.postgres import connect
 from connectors.registry import SchemaRegistry
-from tests.integration.capture_support import drop_slot, q, read_topic
+from tests.integration.capture_support import drop_slot, q, read_topic, wait_caught_up
 
 KILLS = 10
 
@@ -86,14 +86,6 @@ def _capture(settings: CivsyncSettings, table: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _confirmed_past(conn: Connection, slot: str, target: object) -> bool:
-    row = conn.execute(
-        "SELECT confirmed_flush_lsn >= %s FROM pg_replication_slots WHERE slot_name = %s",
-        (target, slot),
-    ).fetchone()
-    return bool(row and row[0])
-
-
 @pytest.fixture
 def table(settings: CivsyncSettings, unique_name: str) -> Iterator[str]:
     with connect(settings.civil, autocommit=True) as conn:
@@ -101,7 +93,8 @@ def table(settings: CivsyncSettings, unique_name: str) -> Iterator[str]:
             q("CREATE TABLE {t} (id bigint PRIMARY KEY, version bigint NOT NULL)", unique_name)
         )
         conn.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", unique_name))
-        prepare(conn, ReplicationSlot(unique_name))  # the slot exists before the first write
+        # The slot exists before the first write.
+        prepare(conn, ReplicationSlot(unique_name, (f"public.{unique_name}",)))
         yield unique_name
         conn.execute(q("DROP TABLE {t}", unique_name))
         drop_slot(conn, unique_name)
@@ -129,13 +122,7 @@ def test_kill_9_at_random_points_loses_nothing(
             # A change made after the last start: confirming it proves the new process runs.
             conn.execute(q("INSERT INTO {t} VALUES (-1, 0)", table))
             writer.committed.add(("c", -1, 0))
-            target = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
-            assert target is not None
-            for _ in range(600):
-                if _confirmed_past(conn, table, target[0]):
-                    break
-                time.sleep(0.1)
-            assert _confirmed_past(conn, table, target[0]), "capture did not catch up"
+            wait_caught_up(conn, table)
     finally:
         final.send_signal(signal.SIGTERM)
         assert final.wait(timeout=60) == 0

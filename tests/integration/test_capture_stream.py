@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,7 +13,14 @@ from connectors.capture.publisher import QUARANTINE_TOPIC
 from connectors.capture.slot import APPLY_ORIGIN
 from connectors.postgres import Connection, connect
 from connectors.registry import SchemaRegistry
-from tests.integration.capture_support import drop_slot, events_of, q, read_topic, running_capture
+from tests.integration.capture_support import (
+    drop_slot,
+    events_of,
+    q,
+    read_topic,
+    running_capture,
+    wait_caught_up,
+)
 
 DDL = """CREATE TABLE {t} (
     id bigint PRIMARY KEY, full_name text, birth_date date, fee numeric(12,2),
@@ -56,26 +62,12 @@ def side_table(civil: Connection, unique_name: str) -> Iterator[Callable[[str, s
         civil.execute(q("DROP TABLE {t}", name))
 
 
-def _wait_confirmed(civil: Connection, slot: str) -> None:
-    """Until the slot has confirmed everything committed so far (capture caught up)."""
-    target = civil.execute("SELECT pg_current_wal_lsn()").fetchone()
-    for _ in range(200):
-        row = civil.execute(
-            "SELECT confirmed_flush_lsn >= %s FROM pg_replication_slots WHERE slot_name = %s",
-            (target[0] if target else None, slot),
-        ).fetchone()
-        if row and row[0]:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"slot {slot} did not catch up")
-
-
 def test_every_operation_is_captured_in_order_with_exact_values(
     settings: CivsyncSettings, registry: SchemaRegistry, civil: Connection, table: str
 ) -> None:
     big = secrets.token_hex(8000)  # incompressible: stored out of line (TOAST)
     with running_capture(settings, registry, "civil", table, [table]):
-        _wait_confirmed(civil, table)
+        wait_caught_up(civil, table)
         civil.execute(
             q(
                 "INSERT INTO {t} VALUES (1, %s, '1999-03-01', 12345678.90, "
@@ -91,7 +83,7 @@ def test_every_operation_is_captured_in_order_with_exact_values(
         civil.execute(q("UPDATE {t} SET id = 2 WHERE id = 1", table))
         civil.execute(q("INSERT INTO {t} (id) VALUES (3)", table))
         civil.execute(q("DELETE FROM {t} WHERE id = 3", table))
-        _wait_confirmed(civil, table)
+        wait_caught_up(civil, table)
 
     events = events_of(settings, registry, "civil", table, count=6)
 
@@ -131,13 +123,13 @@ def test_writes_bound_to_civsyncs_origin_are_not_captured(
     settings: CivsyncSettings, registry: SchemaRegistry, civil: Connection, table: str
 ) -> None:
     with running_capture(settings, registry, "civil", table, [table]):
-        _wait_confirmed(civil, table)
+        wait_caught_up(civil, table)
         with civil.transaction():
             civil.execute("SELECT pg_replication_origin_session_setup(%s)", (APPLY_ORIGIN,))
             civil.execute(q("INSERT INTO {t} (id, full_name) VALUES (10, 'echo')", table))
         civil.execute("SELECT pg_replication_origin_session_reset()")
         civil.execute(q("INSERT INTO {t} (id, full_name) VALUES (11, 'user')", table))
-        _wait_confirmed(civil, table)
+        wait_caught_up(civil, table)
 
     events = events_of(settings, registry, "civil", table, count=2)
     assert [e["after"]["id"] for e in events] == [11]
@@ -153,7 +145,7 @@ def test_an_idle_store_does_not_pin_wal(
     other = side_table("other", "id int PRIMARY KEY")
     with running_capture(settings, registry, "civil", table, [table]):
         civil.execute(q("INSERT INTO {t} SELECT generate_series(1, 1000)", other))
-        _wait_confirmed(civil, table)
+        wait_caught_up(civil, table)
         lag = civil.execute(
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) "
             "FROM pg_replication_slots WHERE slot_name = %s",
@@ -172,10 +164,10 @@ def test_a_row_that_cannot_be_keyed_is_quarantined_and_the_stream_goes_on(
 ) -> None:
     keyless = side_table("nokey", "note text")
     with running_capture(settings, registry, "civil", table, [table, keyless]):
-        _wait_confirmed(civil, table)
+        wait_caught_up(civil, table)
         civil.execute(q("INSERT INTO {t} VALUES ('no key here')", keyless))
         civil.execute(q("INSERT INTO {t} (id) VALUES (21)", table))
-        _wait_confirmed(civil, table)
+        wait_caught_up(civil, table)
 
     assert [e["after"]["id"] for e in events_of(settings, registry, "civil", table, 1)] == [21]
     quarantined = [

@@ -1,0 +1,143 @@
+"""Snapshots: the initial one on first connection and incremental ones on demand (DBLog)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from civsync.config import CivsyncSettings
+from connectors.capture import snapshot
+from connectors.capture.publisher import topic_for
+from connectors.postgres import Connection, connect
+from connectors.registry import SchemaRegistry
+from tests.integration.capture_support import (
+    drop_slot,
+    q,
+    read_topic,
+    running_capture,
+    wait_caught_up,
+)
+
+ROWS = 12_345
+
+
+@pytest.fixture
+def civil(settings: CivsyncSettings) -> Iterator[Connection]:
+    with connect(settings.civil, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def table(civil: Connection, unique_name: str) -> Iterator[str]:
+    civil.execute(
+        q(
+            "CREATE TABLE {t} (id bigint PRIMARY KEY, full_name text, fee numeric(8,2),"
+            " born date, seen timestamptz, photo bytea, alive boolean,"
+            " version bigint NOT NULL DEFAULT 0)",
+            unique_name,
+        )
+    )
+    civil.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", unique_name))
+    civil.execute(
+        q(
+            "INSERT INTO {t} (id, full_name, fee, born, seen, photo, alive)"
+            " SELECT g, 'Trần Thị Bích ' || g, g / 100.0, date '1990-01-01' + g %% 9000,"
+            " timestamptz '2025-07-01 08:00+07', '\\x00ff', g %% 2 = 0"
+            " FROM generate_series(1, %s) g",
+            unique_name,
+        ),
+        (ROWS,),
+    )
+    yield unique_name
+    civil.execute(q("DROP TABLE {t}", unique_name))
+    drop_slot(civil, unique_name)
+
+
+def _jobs_done(civil: Connection, slot: str) -> bool:
+    row = civil.execute(
+        "SELECT count(*) FILTER (WHERE state <> 'done'), count(*)"
+        " FROM _civsync.snapshot_jobs WHERE slot_name = %s",
+        (slot,),
+    ).fetchone()
+    return bool(row and row[1] and row[0] == 0)
+
+
+def _wait_jobs(civil: Connection, slot: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not _jobs_done(civil, slot):
+        assert time.monotonic() < deadline, "snapshot did not finish"
+        time.sleep(0.1)
+
+
+def test_first_connection_reads_every_existing_row_in_chunks(
+    settings: CivsyncSettings, registry: SchemaRegistry, civil: Connection, table: str
+) -> None:
+    with running_capture(settings, registry, "civil", table, [table], snapshot_chunk=1000):
+        _wait_jobs(civil, table)
+        civil.execute(q("UPDATE {t} SET version = 1 WHERE id = 2", table))  # streamed after
+        wait_caught_up(civil, table)
+
+    records = read_topic(settings, registry, topic_for("civil", "public", table), until=ROWS + 1)
+    reads = [r.value for r in records if r.value["op"] == "r"]
+    assert sorted(v["after"]["id"] for v in reads) == list(range(1, ROWS + 1))
+    assert {v["source"]["snapshot"] for v in reads} == {"incremental"}
+    assert len({v["event_id"] for v in reads}) == ROWS
+    row_two = next(v["after"] for v in reads if v["after"]["id"] == 2)
+    streamed = next(r.value for r in records if r.value["op"] == "u")
+    # A snapshot row and a streamed row of the same data look the same.
+    assert row_two == {**streamed["after"], "version": 0}
+    assert row_two["full_name"] == "Trần Thị Bích 2"
+    assert row_two["fee"] == "0.02"
+    assert row_two["seen"] == "2025-07-01 01:00:00+00"
+    assert row_two["photo"] == "00ff"
+    assert row_two["alive"] is True
+    state = civil.execute(
+        "SELECT rows_read, state FROM _civsync.snapshot_jobs WHERE slot_name = %s", (table,)
+    ).fetchall()
+    assert state == [(ROWS, "done")]
+
+
+def test_a_snapshot_racing_updates_never_leaves_a_stale_value_last(
+    settings: CivsyncSettings, registry: SchemaRegistry, civil: Connection, table: str
+) -> None:
+    stop = threading.Event()
+
+    def update_randomly() -> None:
+        rng = random.Random(11)  # noqa: S311 - test data
+        with connect(settings.civil, autocommit=True) as writer:
+            while not stop.is_set():
+                writer.execute(
+                    q("UPDATE {t} SET version = version + 1 WHERE id = %s", table),
+                    (rng.randint(1, ROWS),),
+                )
+
+    with running_capture(settings, registry, "civil", table, [table], snapshot_chunk=500):
+        _wait_jobs(civil, table)  # the initial snapshot, taken while nothing else writes
+        ids = snapshot.request(civil, table, [f"public.{table}"])
+        writer = threading.Thread(target=update_randomly, daemon=True)
+        writer.start()
+        try:
+            _wait_jobs(civil, table)
+        finally:
+            stop.set()
+            writer.join(timeout=30)
+        wait_caught_up(civil, table)
+    assert snapshot.progress(civil, ids)[0][3] == "done"
+
+    final = dict(civil.execute(q("SELECT id, version FROM {t}", table)).fetchall())
+    last: dict[int, int] = {}
+    reads_after_updates = 0
+    for record in read_topic(
+        settings, registry, topic_for("civil", "public", table), until=10**9, settle_polls=10
+    ):
+        value = record.value  # per key, partition order is log order
+        last[value["after"]["id"]] = value["after"]["version"]
+        reads_after_updates += value["op"] == "r" and value["after"]["version"] > 0
+    stale = {k: (v, final[k]) for k, v in last.items() if v != final[k]}
+    assert not stale, f"{len(stale)} rows end on a stale value, e.g. {list(stale.items())[:3]}"
+    assert len(last) == ROWS
+    assert reads_after_updates > 0  # the second snapshot did read rows the writer had changed
