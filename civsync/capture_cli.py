@@ -38,12 +38,14 @@ def slot_name(store: str) -> str:
 @app.command("run")
 def run(
     store: Annotated[str, typer.Argument(help="civil or population")],
+    *,
     config: ConfigOption = None,
     slot: Annotated[str | None, typer.Option(help="Slot name (default civsync_<store>)")] = None,
     table: Annotated[
         list[str] | None, typer.Option(help="schema.table to capture (repeat)")
     ] = None,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of new topics")] = 12,
+    snapshot_chunk: Annotated[int, typer.Option(min=1, help="Rows per snapshot chunk")] = 5_000,
 ) -> None:
     """Stream committed changes of STORE into civsync.<store>.<table> until SIGTERM/SIGINT."""
     settings = load_settings(config)
@@ -54,7 +56,10 @@ def run(
     with SchemaRegistry(settings.registry) as registry:
         publisher = ChangePublisher(settings.kafka, registry, partitions=partitions)
         capture = CaptureConfig(
-            store=store, slot=slot or slot_name(store), tables=tuple(table or ())
+            store=store,
+            slot=slot or slot_name(store),
+            tables=tuple(table or ()),
+            snapshot_chunk=snapshot_chunk,
         )
         CaptureStream(capture, store_settings, publisher).run(stop)
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,7 @@ class Writer(threading.Thread):
                 time.sleep(0.005)
 
 
-def _capture(settings: CivsyncSettings, table: str) -> subprocess.Popen[bytes]:
+def _capture(table: str, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -81,9 +82,18 @@ def _capture(settings: CivsyncSettings, table: str) -> subprocess.Popen[bytes]:
             f"public.{table}",
             "--partitions",
             "3",
+            *extra,
         ],
         env={**os.environ, "CIVSYNC_LOG_LEVEL": "WARNING"},
     )
+
+
+def _kill_repeatedly(table: str, rng: random.Random, *extra: str) -> None:
+    for _ in range(KILLS):
+        process = _capture(table, *extra)
+        time.sleep(rng.uniform(1.0, 3.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -107,16 +117,12 @@ def test_kill_9_at_random_points_loses_nothing(
     writer = Writer(settings, table)
     writer.start()
     try:
-        for _ in range(KILLS):
-            process = _capture(settings, table)
-            time.sleep(rng.uniform(1.0, 3.0))
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
+        _kill_repeatedly(table, rng)
     finally:
         writer.stop.set()
         writer.join(timeout=30)
 
-    final = _capture(settings, table)
+    final = _capture(table)
     try:
         with connect(settings.civil, autocommit=True) as conn:
             # A change made after the last start: confirming it proves the new process runs.
@@ -138,3 +144,108 @@ def test_kill_9_at_random_points_loses_nothing(
     assert not missing, f"{len(missing)} committed changes never reached Kafka"
     assert all(len(ids) == 1 for ids in seen.values()), "a redelivered change changed its id"
     assert len(writer.committed) > KILLS * 100
+
+
+SNAPSHOT_ROWS = 40_000
+
+
+def test_kill_9_during_a_snapshot_reads_every_row_and_nothing_stale_lands_last(
+    settings: CivsyncSettings, registry: SchemaRegistry, unique_name: str
+) -> None:
+    table = unique_name
+    with connect(settings.civil, autocommit=True) as conn:
+        conn.execute(q("CREATE TABLE {t} (id bigint PRIMARY KEY, version bigint NOT NULL)", table))
+        conn.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", table))
+        conn.execute(
+            q("INSERT INTO {t} SELECT g, 0 FROM generate_series(1, %s) g", table), (SNAPSHOT_ROWS,)
+        )
+        try:
+            # The first start creates the slot and queues the initial snapshot.
+            writer = Updater(settings, table)
+            writer.start()
+            try:
+                _kill_repeatedly(table, random.Random(99), "--snapshot-chunk", "500")  # noqa: S311
+            finally:
+                writer.stop.set()
+                writer.join(timeout=30)
+            final = _capture(table, "--snapshot-chunk", "500")
+            try:
+                for _ in range(1200):
+                    state = conn.execute(
+                        "SELECT bool_and(state = 'done') FROM _civsync.snapshot_jobs"
+                        " WHERE slot_name = %s",
+                        (table,),
+                    ).fetchone()
+                    if state and state[0]:
+                        break
+                    time.sleep(0.1)
+                wait_caught_up(conn, table)
+            finally:
+                final.send_signal(signal.SIGTERM)
+                assert final.wait(timeout=60) == 0
+            expected = dict(conn.execute(q("SELECT id, version FROM {t}", table)).fetchall())
+        finally:
+            conn.execute(q("DROP TABLE {t}", table))
+            drop_slot(conn, table)
+
+    last: dict[int, int] = {}
+    for record in read_topic(
+        settings, registry, topic_for("civil", "public", table), until=10**9, settle_polls=10
+    ):
+        last[record.value["after"]["id"]] = record.value["after"]["version"]
+    assert len(last) == SNAPSHOT_ROWS, "some rows were never read"
+    stale = {k for k, v in last.items() if v != expected[k]}
+    assert not stale, f"{len(stale)} rows end on a stale value"
+    assert writer.updates > KILLS * 10
+
+
+class Updater(threading.Thread):
+    """Bumps random rows' versions until stopped."""
+
+    def __init__(self, settings: CivsyncSettings, table: str) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.table, self.updates = settings, table, 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        rng = random.Random(5)  # noqa: S311 - test data
+        with connect(self.settings.civil, autocommit=True) as conn:
+            while not self.stop.is_set():
+                conn.execute(
+                    q("UPDATE {t} SET version = version + 1 WHERE id = %s", self.table),
+                    (rng.randint(1, SNAPSHOT_ROWS),),
+                )
+                self.updates += 1
+                time.sleep(0.002)
+
+
+def test_a_100k_row_transaction_streams_through_bounded_memory(
+    settings: CivsyncSettings, registry: SchemaRegistry, table: str
+) -> None:
+    rows = 100_000
+    process = _capture(table)
+    try:
+        with connect(settings.civil, autocommit=True) as conn:
+            wait_caught_up(conn, table)
+            conn.execute(
+                q("INSERT INTO {t} SELECT g, 0 FROM generate_series(1, %s) g", table), (rows,)
+            )
+            wait_caught_up(conn, table, timeout_s=300)
+        peak_mb = _peak_rss_mb(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+
+    records = read_topic(
+        settings, registry, topic_for("civil", "public", table), until=rows, settle_polls=10
+    )
+    assert len({r.value["event_id"] for r in records}) == rows
+    assert len({r.value["source"]["txid"] for r in records}) == 1
+    assert peak_mb < 300, f"capture peaked at {peak_mb:.0f} MB for one large transaction"
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")
