@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from typing import Any
 
 from connectors.kafka.admin import TopicAdmin, TopicSpec
@@ -31,19 +30,29 @@ def topic_for(store: str, schema: str, table: str) -> str:
 
 
 def to_avro(event: ChangeEvent, published_ms: int) -> dict[str, Any]:
-    """The Avro record (``change_event.avsc``) of ``event``."""
-    source = asdict(event.source)
-    source["ts_ms"] = source.pop("commit_ts_ms")
-    source["snapshot"] = str(event.source.snapshot)
+    """The Avro record (``change_event.avsc``) of ``event``. Built field by field:
+    ``dataclasses.asdict`` deep-copies, and was a third of capture's time."""
+    source, hlc = event.source, event.hlc
     return {
         "event_id": event.event_id,
         "op": str(event.op),
-        "before": None if event.before is None else dict(event.before),
-        "after": None if event.after is None else dict(event.after),
-        "unavailable": list(event.unavailable),
-        "column_types": dict(event.column_types),
-        "source": {"connector": "civsync", **source},
-        "hlc": asdict(event.hlc),
+        "before": event.before,
+        "after": event.after,
+        "unavailable": event.unavailable,
+        "column_types": event.column_types,
+        "source": {
+            "connector": "civsync",
+            "store": source.store,
+            "db": source.db,
+            "schema": source.schema,
+            "table": source.table,
+            "lsn": source.lsn,
+            "commit_lsn": source.commit_lsn,
+            "txid": source.txid,
+            "ts_ms": source.commit_ts_ms,
+            "snapshot": str(source.snapshot),
+        },
+        "hlc": {"wall_ms": hlc.wall_ms, "logical": hlc.logical, "node": hlc.node},
         "ts_ms": published_ms,
     }
 

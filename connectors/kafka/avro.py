@@ -1,12 +1,15 @@
 """Avro producer and consumer in the registry wire format (magic byte 0, 4-byte schema id).
 
-Serialization is confluent-kafka's ``AvroSerializer``/``AvroDeserializer`` (fastavro
-underneath) with TopicNameStrategy subjects; this module adds civsync's defaults
+Producers encode with fastavro behind the registry header, schemas registered under
+TopicNameStrategy subjects; consumers decode with confluent-kafka's ``AvroDeserializer``,
+which fetches each writer schema by id. This module adds civsync's defaults
 (acks=all, idempotent producer, read_committed consumer, manual commits) and error classes.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,9 +17,10 @@ from typing import Any
 
 import httpx
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
+from fastavro import parse_schema, schemaless_writer
 
 from connectors.kafka.errors import KafkaOperationError, KafkaRetriableError, translate
 from connectors.registry import SchemaRegistry
@@ -80,13 +84,36 @@ def schema_id(payload: bytes) -> int:
     return int(registered_id)
 
 
+@dataclass(frozen=True)
+class _RegisteredWriter:
+    """A schema registered under its subject, and fastavro's parsed form of it.
+
+    Encoding is fastavro's schemaless writer behind the 5-byte registry header; confluent's
+    AvroSerializer does the same but deep-copies every record, which dominated capture time.
+    """
+
+    header: bytes
+    parsed: Any
+
+    @classmethod
+    def register(cls, registry: SchemaRegistry, subject: str, schema: str) -> _RegisteredWriter:
+        registered_id = registry.register(subject, schema)
+        return cls(_HEADER.pack(MAGIC_BYTE, registered_id), parse_schema(json.loads(schema)))
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        out = io.BytesIO()
+        out.write(self.header)
+        schemaless_writer(out, self.parsed, record)
+        return out.getvalue()
+
+
 class AvroProducer:
     """Produces Avro records; ``flush`` raises if any record was not acknowledged."""
 
     def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, **overrides: Any) -> None:
         self._producer = Producer(kafka.client_config() | PRODUCER_DEFAULTS | overrides)
         self._registry = registry
-        self._serializers: dict[tuple[str, MessageField], AvroSerializer] = {}
+        self._writers: dict[tuple[str, MessageField], _RegisteredWriter] = {}
         self._failures: list[KafkaOperationError] = []
 
     def produce(
@@ -119,28 +146,15 @@ class AvroProducer:
             )
 
     def _encode(self, topic: AvroTopic, field: MessageField, record: Mapping[str, Any]) -> bytes:
-        serializer = self._serializers.get((topic.name, field))
-        if serializer is None:
+        writer = self._writers.get((topic.name, field))
+        if writer is None:
             schema = topic.key_schema if field == MessageField.KEY else topic.value_schema
-            serializer = AvroSerializer(
-                self._registry.client,
-                schema,
-                conf={
-                    "auto.register.schemas": True,
-                    "normalize.schemas": True,
-                },
-            )
-            self._serializers[(topic.name, field)] = serializer
+            writer = _RegisteredWriter.register(self._registry, f"{topic.name}-{field}", schema)
+            self._writers[(topic.name, field)] = writer
         try:
-            encoded = serializer(record, SerializationContext(topic.name, field))
-        except (SchemaRegistryError, httpx.HTTPError) as exc:
-            doing = f"registering the {field} schema of {topic.name}"
-            raise translate_registry(exc, doing) from exc
-        except (SerializationError, ValueError, TypeError, KeyError) as exc:
-            raise EncodingError(f"{topic.name} {field}: {exc}") from exc
-        if encoded is None:
-            raise EncodingError(f"{topic.name} {field}: serializer returned nothing")
-        return bytes(encoded)
+            return writer.encode(record)
+        except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
+            raise EncodingError(f"{topic.name} {field}: {type(exc).__name__}: {exc}") from exc
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
