@@ -14,6 +14,7 @@ from rich.progress import Progress, TextColumn
 from rich.table import Table
 
 from civsync.config import CivsyncSettings, load_settings
+from connectors.capture import metrics as capture_metrics
 from connectors.capture import snapshot as snapshots
 from connectors.capture.publisher import ChangePublisher
 from connectors.capture.slot import ReplicationSlot
@@ -46,6 +47,9 @@ def run(
     ] = None,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of new topics")] = 12,
     snapshot_chunk: Annotated[int, typer.Option(min=1, help="Rows per snapshot chunk")] = 5_000,
+    metrics_port: Annotated[
+        int, typer.Option(min=0, help="Serve /metrics and /healthz on this loopback port; 0: off")
+    ] = 0,
 ) -> None:
     """Stream committed changes of STORE into civsync.<store>.<table> until SIGTERM/SIGINT."""
     settings = load_settings(config)
@@ -53,6 +57,8 @@ def run(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if metrics_port:
+        capture_metrics.serve(metrics_port, store)
     with SchemaRegistry(settings.registry) as registry:
         publisher = ChangePublisher(settings.kafka, registry, partitions=partitions)
         capture = CaptureConfig(

@@ -12,6 +12,7 @@ import json
 import time
 from typing import Any
 
+from connectors.capture import metrics
 from connectors.kafka.admin import TopicAdmin, TopicSpec
 from connectors.kafka.avro import AvroProducer, AvroTopic, EncodingError
 from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
@@ -94,6 +95,7 @@ class ChangePublisher:
             )
             return
         self.published += 1
+        metrics.EVENTS.labels(event.source.store, str(event.op)).inc()
 
     def quarantine(
         self,
@@ -124,6 +126,7 @@ class ChangePublisher:
         key = event_id or f"{store}:{lsn}"
         self._producer.produce(_QUARANTINE, {"id": key}, record)
         self.quarantined += 1
+        metrics.QUARANTINED.labels(store or "", reason).inc()
 
     def flush(self, timeout_s: float = 60.0) -> None:
         self._producer.flush(timeout_s)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import psycopg
 import structlog
 
-from connectors.capture import snapshot
+from connectors.capture import metrics, snapshot
 from connectors.capture.publisher import ChangePublisher
 from connectors.capture.slot import ReplicationSlot, ensure_apply_origin
 from connectors.capture.wal2json import (
@@ -125,7 +125,8 @@ class CaptureStream:
 
     def step(self, control: Connection, reader: Connection, origin: int) -> int:
         """One read of the slot; the number of rows read."""
-        self._slot.require_usable(control)
+        state = self._slot.require_usable(control)
+        metrics.SLOT_LAG.labels(self._config.store, self._slot.name).set(state.lag_bytes)
         self._snapshot.start_chunk(control)  # its watermarks commit before `upto`
         upto = _current_lsn(control)
         rows, confirmable, pending = 0, None, 0
@@ -142,6 +143,7 @@ class CaptureStream:
                 elif isinstance(item, LogMessage):
                     for row in self._snapshot.on_message(item):
                         self._publisher.publish(row)
+                        metrics.SNAPSHOT_ROWS.labels(self._config.store).inc()
                         pending += 1
                 elif isinstance(item, TransactionEnd):
                     confirmable = item.end_lsn
@@ -152,6 +154,7 @@ class CaptureStream:
             confirmable = upto  # every transaction committed before `upto` has been read
         if confirmable is not None:
             self._confirm(control, confirmable)
+        metrics.record_step(self._config.store)
         return rows
 
     def _decode(self, lsn: str, data: str) -> list[ChangeEvent | TransactionEnd | LogMessage]:
@@ -171,6 +174,7 @@ class CaptureStream:
         self._publisher.flush()
         self._snapshot.record_progress(control)  # only once Kafka has the chunk's rows
         self._slot.confirm(control, lsn)
+        metrics.CONFIRMED_LSN.labels(self._config.store, self._slot.name).set(lsn)
         log.debug("capture.confirmed", lsn=format_lsn(lsn), published=self._publisher.published)
 
 

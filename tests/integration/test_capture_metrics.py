@@ -1,0 +1,85 @@
+"""A running `civsync capture run` serves Prometheus metrics and a health check."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from civsync.config import CivsyncSettings
+from connectors.postgres import connect
+from tests.integration.capture_support import drop_slot, q, wait_caught_up
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.fixture
+def table(settings: CivsyncSettings, unique_name: str) -> Iterator[str]:
+    with connect(settings.civil, autocommit=True) as conn:
+        conn.execute(q("CREATE TABLE {t} (id bigint PRIMARY KEY)", unique_name))
+        yield unique_name
+        conn.execute(q("DROP TABLE {t}", unique_name))
+        drop_slot(conn, unique_name)
+
+
+def test_metrics_count_events_and_show_slot_lag(settings: CivsyncSettings, table: str) -> None:
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "civsync.cli",
+            "capture",
+            "run",
+            "civil",
+            "--slot",
+            table,
+            "--table",
+            f"public.{table}",
+            "--partitions",
+            "1",
+            "--metrics-port",
+            str(port),
+        ],
+        env={**os.environ, "CIVSYNC_LOG_LEVEL": "WARNING"},
+    )
+    try:
+        with connect(settings.civil, autocommit=True) as conn:
+            wait_caught_up(conn, table)
+            conn.execute(q("INSERT INTO {t} SELECT generate_series(1, 25)", table))
+            wait_caught_up(conn, table)
+        status, text = _get(f"http://127.0.0.1:{port}/metrics")
+        health, _ = _get(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+
+    assert status == 200
+    assert health == 200
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples['civsync_capture_events_total{op="c",store="civil"}'] == 25
+    assert f'civsync_capture_slot_lag_bytes{{slot="{table}",store="civil"}}' in samples
+    assert samples[f'civsync_capture_confirmed_lsn{{slot="{table}",store="civil"}}'] > 0
