@@ -8,12 +8,16 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the local services and the tests need (Java and Maven for Kafka and the registry).
 APT_PACKAGES := postgresql-15 postgresql-15-wal2json kcat maven openjdk-17-jre-headless
 
-.PHONY: run test test-unit lint setup system-packages venv services-up services-down services-status clean
+.PHONY: run test bench test-unit lint setup system-packages venv services-up services-down services-status clean
 
 run: setup services-up            ## start Kafka, the registry and both stores; show their status
 
-test: setup lint services-up      ## lint, then every test against the real services
+test: setup lint services-up      ## lint, every test against the real services, benchmark smoke runs
 	$(BIN)/pytest
+	$(BIN)/python bench/capture.py --smoke
+
+bench: setup services-up          ## the full benchmarks (minutes; on demand, never in CI)
+	$(BIN)/python bench/capture.py
 
 test-unit: venv                   ## the fast room only: no services
 	$(BIN)/pytest tests/unit
