@@ -64,8 +64,8 @@ class _Chunk:
     rows: dict[tuple[Any, ...], Row]
     last_key: list[str] | None
     full: bool
+    read: int = 0  # rows the chunk's SELECT returned, published or superseded
     window_open: bool = False
-    emitted: bool = False
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
@@ -136,7 +136,7 @@ class IncrementalSnapshot:
         if rows:
             key_at = [shape.columns.index((k, shape.types[k])) for k in shape.key]
             chunk.last_key = [str(rows[-1][i]) for i in key_at]
-        chunk.full = len(rows) == self._chunk_size
+        chunk.read, chunk.full = len(rows), len(rows) == self._chunk_size
         self._chunk = chunk
 
     def on_change(self, event: ChangeEvent) -> None:
@@ -173,7 +173,7 @@ class IncrementalSnapshot:
             " state = %s, finished_at = CASE WHEN %s THEN NULL ELSE now() END WHERE id = %s",
             (
                 chunk.last_key,
-                len(chunk.rows),
+                chunk.read,
                 "pending" if chunk.full else "done",
                 chunk.full,
                 chunk.job_id,
@@ -248,7 +248,7 @@ def _chunk_query(shape: TableShape, after: list[str] | None, size: int) -> sql.C
     key = sql.SQL(", ").join(sql.SQL("{}.{}").format(src, sql.Identifier(k)) for k in shape.key)
     where: sql.Composable = sql.SQL("")
     if after is not None:
-        bounds = sql.SQL(", ").join(
+        bounds = sql.SQL(", ").join(  # type names come from the catalog (format_type)
             sql.SQL("%s::{}").format(sql.SQL(shape.types[k])) for k in shape.key
         )
         where = sql.SQL("WHERE ({}) > ({})").format(key, bounds)
