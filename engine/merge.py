@@ -1,0 +1,147 @@
+"""Merging edits of a person's shared fields from both stores, with per-field provenance.
+
+Each field keeps the latest edit from each origin (civil, population, steward) and the
+earliest edit ever seen. That state is a join-semilattice: adding an edit is commutative,
+associative and idempotent, so every delivery order, duplicate and replay ends in the same
+state. The merged value, and whether a change is held for a steward, are pure functions of
+that state and the field's policy; see ``engine.policy`` for the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from engine.events import Hlc, Value
+from engine.policy import CIVIL, POPULATION, STEWARD, FieldPolicy, Rule
+
+
+@dataclass(frozen=True)
+class FieldEdit:
+    """One value given to a field by one origin, with its provenance."""
+
+    field: str
+    value: Value
+    origin: str
+    hlc: Hlc
+    event_id: str
+
+    @property
+    def rank(self) -> tuple[int, int, str, str, str, str]:
+        """Total order of edits, the same in every process: clock, node, event id; origin and
+        value last, so even two edits that wrongly share an event id are ordered."""
+        return (
+            self.hlc.wall_ms,
+            self.hlc.logical,
+            self.hlc.node,
+            self.event_id,
+            self.origin,
+            repr(self.value),
+        )
+
+
+@dataclass(frozen=True)
+class FieldState:
+    """The latest edit per origin and the earliest edit seen, for one field of one person."""
+
+    latest: Mapping[str, FieldEdit] = field(default_factory=dict)
+    earliest: FieldEdit | None = None
+
+    def add(self, edit: FieldEdit) -> FieldState:
+        current = self.latest.get(edit.origin)
+        latest = self.latest
+        if current is None or edit.rank > current.rank:
+            latest = {**self.latest, edit.origin: edit}
+        earliest = self.earliest
+        if earliest is None or edit.rank < earliest.rank:
+            earliest = edit
+        return FieldState(latest, earliest)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The value that stands, the edit it came from, and an edit held for a steward if any."""
+
+    value: Value
+    provenance: FieldEdit | None
+    held: FieldEdit | None = None
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Two origins disagree on a field; how the rule decided. ``conflict_id`` is stable."""
+
+    person: str
+    field: str
+    rule: Rule
+    decision: str  # "held" for a steward, or "kept" when the rule discarded an edit
+    standing: FieldEdit
+    contested: FieldEdit
+
+    @property
+    def conflict_id(self) -> str:
+        return f"{self.person}:{self.field}:{self.standing.event_id}:{self.contested.event_id}"
+
+
+def decide(state: FieldState, policy: FieldPolicy) -> Outcome:
+    """The merged value of a field under ``policy``."""
+    if not state.latest:
+        return Outcome(None, None)
+    newest = max(state.latest.values(), key=lambda e: e.rank)
+    if policy.rule is Rule.LWW:
+        return Outcome(newest.value, newest)
+    if policy.rule is Rule.AUTHORITY:
+        return _authority(state, policy.authority or CIVIL)
+    standing = state.latest.get(STEWARD) or state.earliest
+    assert standing is not None  # noqa: S101 - latest is not empty, so earliest is set
+    return Outcome(standing.value, standing, _held(newest, standing))
+
+
+def _authority(state: FieldState, authority: str) -> Outcome:
+    other = POPULATION if authority == CIVIL else CIVIL
+    decided = [e for o in (authority, STEWARD) if (e := state.latest.get(o)) is not None]
+    if not decided:  # nothing from the authority yet: the other store's value fills in
+        edit = state.latest[other]
+        return Outcome(edit.value, edit)
+    standing = max(decided, key=lambda e: e.rank)
+    proposed = state.latest.get(other)
+    return Outcome(
+        standing.value, standing, None if proposed is None else _held(proposed, standing)
+    )
+
+
+def _held(candidate: FieldEdit, standing: FieldEdit) -> FieldEdit | None:
+    """A newer edit that disagrees with the standing value waits for a steward."""
+    if candidate.rank > standing.rank and candidate.value != standing.value:
+        return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class PersonState:
+    """Every shared field of one person."""
+
+    person: str
+    fields: Mapping[str, FieldState] = field(default_factory=dict)
+
+    def apply(self, edit: FieldEdit, policy: FieldPolicy) -> tuple[PersonState, list[Conflict]]:
+        """The state after ``edit``, and the conflicts it raised (none on a duplicate)."""
+        before = self.fields.get(edit.field, FieldState())
+        after = before.add(edit)
+        if after == before:
+            return self, []
+        state = PersonState(self.person, {**self.fields, edit.field: after})
+        return state, self._conflicts(edit, decide(after, policy), policy)
+
+    def outcome(self, name: str, policy: FieldPolicy) -> Outcome:
+        return decide(self.fields.get(name, FieldState()), policy)
+
+    def _conflicts(self, edit: FieldEdit, outcome: Outcome, policy: FieldPolicy) -> list[Conflict]:
+        standing = outcome.provenance
+        if standing is None or standing.value == edit.value or standing.origin == edit.origin:
+            return []
+        if outcome.held == edit:
+            return [Conflict(self.person, edit.field, policy.rule, "held", standing, edit)]
+        if standing != edit:  # the rule kept another origin's value over this edit
+            return [Conflict(self.person, edit.field, policy.rule, "kept", standing, edit)]
+        return []

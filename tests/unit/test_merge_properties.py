@@ -1,0 +1,114 @@
+"""The merge core, property by property: order, duplicates and replays never change the
+result, and each policy decides as the product contract says."""
+
+from __future__ import annotations
+
+import random
+from functools import reduce
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.events import Hlc
+from engine.merge import FieldEdit, FieldState, Outcome, PersonState, decide
+from engine.policy import CIVIL, POPULATION, STEWARD, FieldPolicy, Rule
+
+POLICIES = [
+    FieldPolicy(Rule.AUTHORITY, CIVIL),
+    FieldPolicy(Rule.AUTHORITY, POPULATION),
+    FieldPolicy(Rule.LWW),
+    FieldPolicy(Rule.MANUAL),
+]
+
+edits = st.builds(
+    FieldEdit,
+    field=st.sampled_from(["full_name", "current_residence"]),
+    value=st.sampled_from(["Lan", "Lân", "Lâm", None]),
+    origin=st.sampled_from([CIVIL, POPULATION, STEWARD]),
+    hlc=st.builds(
+        Hlc, st.integers(0, 5), st.integers(0, 3), st.sampled_from(["civil", "population", "m1"])
+    ),
+    event_id=st.text("abc", min_size=1, max_size=3),
+)
+
+
+def _merge(history: list[FieldEdit], policy: FieldPolicy) -> PersonState:
+    return reduce(lambda state, edit: state.apply(edit, policy)[0], history, PersonState("p1"))
+
+
+@settings(max_examples=300)
+@given(st.lists(edits, max_size=12), st.sampled_from(POLICIES), st.randoms())
+def test_any_order_with_duplicates_and_replays_converges(
+    history: list[FieldEdit], policy: FieldPolicy, rng: random.Random
+) -> None:
+    delivered = history + rng.sample(history, k=len(history) // 2)  # redeliveries
+    rng.shuffle(delivered)
+    replayed = delivered + history  # an auditor's full replay on top
+    assert _merge(replayed, policy) == _merge(history, policy)
+
+
+@given(st.lists(edits, min_size=1, max_size=12), st.sampled_from(POLICIES))
+def test_replaying_a_merged_history_raises_no_new_conflicts(
+    history: list[FieldEdit], policy: FieldPolicy
+) -> None:
+    state = _merge(history, policy)
+    assert all(state.apply(edit, policy) == (state, []) for edit in history)
+
+
+@given(st.lists(edits, min_size=1, max_size=12))
+def test_lww_takes_the_highest_ranked_edit(history: list[FieldEdit]) -> None:
+    policy = FieldPolicy(Rule.LWW)
+    state = _merge(history, policy)
+    for name in {e.field for e in history}:
+        newest = max((e for e in history if e.field == name), key=lambda e: e.rank)
+        assert state.outcome(name, policy).provenance == newest
+
+
+@given(st.lists(edits, min_size=1, max_size=12), st.sampled_from([CIVIL, POPULATION]))
+def test_authority_keeps_its_side_and_holds_newer_differing_edits(
+    history: list[FieldEdit], authority: str
+) -> None:
+    policy = FieldPolicy(Rule.AUTHORITY, authority)
+    state = _merge(history, policy)
+    for name in {e.field for e in history}:
+        mine = [e for e in history if e.field == name and e.origin in (authority, STEWARD)]
+        outcome = state.outcome(name, policy)
+        if not mine:
+            continue
+        standing = max(mine, key=lambda e: e.rank)
+        assert outcome.provenance == standing
+        if outcome.held is not None:
+            assert outcome.held.origin not in (authority, STEWARD)
+            assert outcome.held.rank > standing.rank
+            assert outcome.held.value != standing.value
+
+
+def _edit(origin: str, value: str, wall: int, event_id: str) -> FieldEdit:
+    return FieldEdit("full_name", value, origin, Hlc(wall, 0, origin), event_id)
+
+
+def test_a_population_edit_of_a_civil_field_is_held_then_resolved_by_a_steward() -> None:
+    policy = FieldPolicy(Rule.AUTHORITY, CIVIL)
+    state, conflicts = PersonState("p1").apply(_edit(CIVIL, "Nguyễn Văn An", 1, "c1"), policy)
+    assert conflicts == []
+    state, conflicts = state.apply(_edit(POPULATION, "Nguyễn Văn Ân", 2, "p1"), policy)
+    assert state.outcome("full_name", policy).value == "Nguyễn Văn An"
+    assert [(c.decision, c.standing.event_id, c.contested.event_id) for c in conflicts] == [
+        ("held", "c1", "p1")
+    ]
+    state, conflicts = state.apply(_edit(STEWARD, "Nguyễn Văn Ân", 3, "s1"), policy)
+    outcome = state.outcome("full_name", policy)
+    assert (outcome.value, outcome.held) == ("Nguyễn Văn Ân", None)
+
+
+def test_manual_holds_every_differing_change() -> None:
+    policy = FieldPolicy(Rule.MANUAL)
+    state, _ = PersonState("p1").apply(_edit(CIVIL, "Kinh", 1, "c1"), policy)
+    state, conflicts = state.apply(_edit(CIVIL, "Tày", 2, "c2"), policy)
+    outcome = state.outcome("full_name", policy)
+    assert (outcome.value, outcome.held and outcome.held.event_id) == ("Kinh", "c2")
+    assert conflicts == []  # same origin: a change to hold, not a disagreement between stores
+
+
+def test_a_field_without_edits_has_no_value() -> None:
+    assert decide(FieldState(), FieldPolicy(Rule.LWW)) == Outcome(None, None)
