@@ -180,3 +180,36 @@ def test_a_row_that_cannot_be_keyed_is_quarantined_and_the_stream_goes_on(
     assert "no key columns" in quarantined[0]["detail"]
     assert quarantined[0]["store"] == "civil"
     assert quarantined[0]["lsn"] is not None
+
+
+@pytest.mark.parametrize("store", ["civil", "population"])
+def test_each_store_is_captured_into_its_own_topics(
+    settings: CivsyncSettings, registry: SchemaRegistry, store: str, unique_name: str
+) -> None:
+    with connect(settings.stores()[store], autocommit=True) as conn:
+        conn.execute(
+            q("CREATE TABLE {t} (pin text PRIMARY KEY, current_residence text)", unique_name)
+        )
+        conn.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", unique_name))
+        try:
+            with running_capture(settings, registry, store, unique_name, [unique_name]):
+                wait_caught_up(conn, unique_name)
+                conn.execute(
+                    q("INSERT INTO {t} VALUES ('001099012345', 'Phường Ba Đình')", unique_name)
+                )
+                conn.execute(
+                    q("UPDATE {t} SET current_residence = 'Phường Hoàn Kiếm'", unique_name)
+                )
+                wait_caught_up(conn, unique_name)
+        finally:
+            conn.execute(q("DROP TABLE {t}", unique_name))
+            drop_slot(conn, unique_name)
+
+    events = events_of(settings, registry, store, unique_name, count=2)
+    assert [(e["op"], e["after"]["current_residence"]) for e in events] == [
+        ("c", "Phường Ba Đình"),
+        ("u", "Phường Hoàn Kiếm"),
+    ]
+    assert {e["source"]["store"] for e in events} == {store}
+    assert {e["source"]["db"] for e in events} == {settings.stores()[store].dbname}
+    assert all(e["event_id"].startswith(f"{store}:") for e in events)
