@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -60,6 +63,28 @@ def running_capture(
         thread.join(timeout=60)
     if failure:
         raise failure[0]
+
+
+def capture_process(table: str, *extra: str) -> subprocess.Popen[bytes]:
+    """`civsync capture run civil` of ``table`` alone, as its own process (slot = table)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "civsync.cli",
+            "capture",
+            "run",
+            "civil",
+            "--slot",
+            table,
+            "--table",
+            f"public.{table}",
+            "--partitions",
+            "3",
+            *extra,
+        ],
+        env={**os.environ, "CIVSYNC_LOG_LEVEL": "WARNING"},
+    )
 
 
 def wait_caught_up(conn: Connection, slot: str, timeout_s: float = 60.0) -> None:

@@ -20,6 +20,7 @@ import pytest
 from civsync.config import CivsyncSettings, load_settings
 from civsync.services import LocalServices
 from connectors.kafka.admin import TopicAdmin
+from connectors.postgres import Connection, connect
 from connectors.registry import SchemaRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +75,13 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     """A name no other test (or earlier run) uses: for topics, slots, subjects, groups."""
     test = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
     return f"it_{test}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def civil(settings: CivsyncSettings) -> Iterator[Connection]:
+    """An autocommit connection to the civil-status store."""
+    with connect(settings.civil, autocommit=True) as conn:
+        yield conn
 
 
 @pytest.fixture

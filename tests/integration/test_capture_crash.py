@@ -4,11 +4,8 @@ carries the same event id both times."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -23,7 +20,13 @@ from connectors.capture.slot import ReplicationSlot
 from connectors.capture.stream import prepare
 from connectors.postgres import connect
 from connectors.registry import SchemaRegistry
-from tests.integration.capture_support import drop_slot, q, read_topic, wait_caught_up
+from tests.integration.capture_support import (
+    capture_process,
+    drop_slot,
+    q,
+    read_topic,
+    wait_caught_up,
+)
 
 KILLS = 10
 
@@ -67,30 +70,9 @@ class Writer(threading.Thread):
                 time.sleep(0.005)
 
 
-def _capture(table: str, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "civsync.cli",
-            "capture",
-            "run",
-            "civil",
-            "--slot",
-            table,
-            "--table",
-            f"public.{table}",
-            "--partitions",
-            "3",
-            *extra,
-        ],
-        env={**os.environ, "CIVSYNC_LOG_LEVEL": "WARNING"},
-    )
-
-
 def _kill_repeatedly(table: str, rng: random.Random, *extra: str) -> None:
     for _ in range(KILLS):
-        process = _capture(table, *extra)
+        process = capture_process(table, *extra)
         time.sleep(rng.uniform(1.0, 3.0))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -122,7 +104,7 @@ def test_kill_9_at_random_points_loses_nothing(
         writer.stop.set()
         writer.join(timeout=30)
 
-    final = _capture(table)
+    final = capture_process(table)
     try:
         with connect(settings.civil, autocommit=True) as conn:
             # A change made after the last start: confirming it proves the new process runs.
@@ -168,7 +150,7 @@ def test_kill_9_during_a_snapshot_reads_every_row_and_nothing_stale_lands_last(
             finally:
                 writer.stop.set()
                 writer.join(timeout=30)
-            final = _capture(table, "--snapshot-chunk", "500")
+            final = capture_process(table, "--snapshot-chunk", "500")
             try:
                 for _ in range(1200):
                     state = conn.execute(
@@ -223,7 +205,7 @@ def test_a_100k_row_transaction_streams_through_bounded_memory(
     settings: CivsyncSettings, registry: SchemaRegistry, table: str
 ) -> None:
     rows = 100_000
-    process = _capture(table)
+    process = capture_process(table)
     try:
         with connect(settings.civil, autocommit=True) as conn:
             wait_caught_up(conn, table)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +12,7 @@ import pytest
 
 from civsync.config import CivsyncSettings
 from connectors.postgres import connect
-from tests.integration.capture_support import drop_slot, q, wait_caught_up
+from tests.integration.capture_support import capture_process, drop_slot, q, wait_caught_up
 
 
 def _free_port() -> int:
@@ -43,25 +40,7 @@ def table(settings: CivsyncSettings, unique_name: str) -> Iterator[str]:
 
 def test_metrics_count_events_and_show_slot_lag(settings: CivsyncSettings, table: str) -> None:
     port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "civsync.cli",
-            "capture",
-            "run",
-            "civil",
-            "--slot",
-            table,
-            "--table",
-            f"public.{table}",
-            "--partitions",
-            "1",
-            "--metrics-port",
-            str(port),
-        ],
-        env={**os.environ, "CIVSYNC_LOG_LEVEL": "WARNING"},
-    )
+    process = capture_process(table, "--metrics-port", str(port))
     try:
         with connect(settings.civil, autocommit=True) as conn:
             wait_caught_up(conn, table)

@@ -26,12 +26,6 @@ ROWS = 12_345
 
 
 @pytest.fixture
-def civil(settings: CivsyncSettings) -> Iterator[Connection]:
-    with connect(settings.civil, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture
 def table(civil: Connection, unique_name: str) -> Iterator[str]:
     civil.execute(
         q(

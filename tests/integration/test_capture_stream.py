@@ -29,12 +29,6 @@ DDL = """CREATE TABLE {t} (
 
 
 @pytest.fixture
-def civil(settings: CivsyncSettings) -> Iterator[Connection]:
-    with connect(settings.civil, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture
 def table(civil: Connection, unique_name: str) -> Iterator[str]:
     civil.execute(q(DDL, unique_name))
     civil.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", unique_name))
