@@ -20,6 +20,7 @@ from civsync import logging as civsync_logging
 from civsync.capture_cli import app as capture_app
 from civsync.capture_cli import snapshot as capture_snapshot
 from civsync.config import CivsyncSettings, load_settings
+from civsync.merge_cli import conflicts_app, merge_app, sink_app
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from engine.errors import CivsyncError
 
@@ -33,6 +34,9 @@ services_app = typer.Typer(
 app.add_typer(services_app, name="services")
 app.add_typer(capture_app, name="capture")
 app.command("snapshot")(capture_snapshot)
+app.add_typer(merge_app, name="merge")
+app.add_typer(sink_app, name="sink")
+app.add_typer(conflicts_app, name="conflicts")
 
 console = Console(stderr=True)
 

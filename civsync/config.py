@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from connectors.merge.settings import MergeSettings
 from connectors.settings import (
     CivilStoreSettings,
     KafkaSettings,
@@ -46,6 +47,7 @@ class CivsyncSettings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     civil: CivilStoreSettings = CivilStoreSettings()
     population: PopulationStoreSettings = PopulationStoreSettings()
+    merge: MergeSettings = MergeSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -74,9 +74,11 @@ class Conflict:
     person: str
     field: str
     rule: Rule
-    decision: str  # "held" for a steward, or "kept" when the rule discarded an edit
+    decision: str  # held, kept; and when a held conflict closes: resolved, superseded
     standing: FieldEdit
     contested: FieldEdit
+    outcome: FieldEdit | None = None  # for resolved and superseded: the edit that now stands
+    actor: str | None = None  # for resolved: the steward
 
     @property
     def conflict_id(self) -> str:
@@ -131,17 +133,25 @@ class PersonState:
         if after == before:
             return self, []
         state = PersonState(self.person, {**self.fields, edit.field: after})
-        return state, self._conflicts(edit, decide(after, policy), policy)
+        return state, self._conflicts(edit, after, decide(after, policy), policy)
 
     def outcome(self, name: str, policy: FieldPolicy) -> Outcome:
         return decide(self.fields.get(name, FieldState()), policy)
 
-    def _conflicts(self, edit: FieldEdit, outcome: Outcome, policy: FieldPolicy) -> list[Conflict]:
+    def _conflicts(
+        self, edit: FieldEdit, field_state: FieldState, outcome: Outcome, policy: FieldPolicy
+    ) -> list[Conflict]:
+        """Each other origin's differing value that ``edit`` displaced or was displaced by:
+        ``held`` if it waits for a steward, ``kept`` if the rule discarded it."""
         standing = outcome.provenance
-        if standing is None or standing.value == edit.value or standing.origin == edit.origin:
+        if standing is None:
             return []
-        if outcome.held == edit:
-            return [Conflict(self.person, edit.field, policy.rule, "held", standing, edit)]
-        if standing != edit:  # the rule kept another origin's value over this edit
-            return [Conflict(self.person, edit.field, policy.rule, "kept", standing, edit)]
-        return []
+        found = []
+        for other in field_state.latest.values():
+            if other.origin == standing.origin or other.value == standing.value:
+                continue
+            if edit not in (standing, other):
+                continue
+            decision = "held" if other == outcome.held else "kept"
+            found.append(Conflict(self.person, edit.field, policy.rule, decision, standing, other))
+        return found

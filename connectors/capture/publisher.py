@@ -8,21 +8,19 @@ stream goes on.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from connectors.capture import metrics
 from connectors.kafka.admin import TopicAdmin, TopicSpec
 from connectors.kafka.avro import AvroProducer, AvroTopic, EncodingError
+from connectors.quarantine import QUARANTINE, QUARANTINE_TOPIC, as_json, quarantine_record
 from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
 from connectors.settings import KafkaSettings
 from engine.events import ChangeEvent
 from schemas import load
 
-QUARANTINE_TOPIC = "civsync.quarantine"
 _CHANGE = (load("change_key"), load("change_event"))
-_QUARANTINE = AvroTopic(QUARANTINE_TOPIC, load("quarantine_key"), load("quarantine_record"))
 
 
 def topic_for(store: str, schema: str, table: str) -> str:
@@ -86,7 +84,7 @@ class ChangePublisher:
             self.quarantine(
                 "capture.encoding_failed",
                 str(exc),
-                payload=_json(record),
+                payload=as_json(record),
                 store=event.source.store,
                 table=event.table_id,
                 lsn=event.source.lsn,
@@ -110,21 +108,19 @@ class ChangePublisher:
         event_id: str | None = None,
     ) -> None:
         """Put unusable input on ``civsync.quarantine`` with a machine-readable ``reason``."""
-        self._ensure(QUARANTINE_TOPIC, _QUARANTINE)
-        record = {
-            "reason": reason,
-            "detail": detail,
-            "stage": "capture",
-            "store": store,
-            "table": table,
-            "lsn": lsn,
-            "txid": txid,
-            "event_id": event_id,
-            "payload": payload,
-            "ts_ms": _now_ms(),
-        }
-        key = event_id or f"{store}:{lsn}"
-        self._producer.produce(_QUARANTINE, {"id": key}, record)
+        self._ensure(QUARANTINE_TOPIC, QUARANTINE)
+        key, record = quarantine_record(
+            reason,
+            detail,
+            stage="capture",
+            payload=payload,
+            store=store,
+            table=table,
+            lsn=lsn,
+            txid=txid,
+            event_id=event_id,
+        )
+        self._producer.produce(QUARANTINE, key, record)
         self.quarantined += 1
         metrics.QUARANTINED.labels(store or "", reason).inc()
 
@@ -152,7 +148,3 @@ class ChangePublisher:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _json(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, default=str)

@@ -18,9 +18,11 @@ from connectors.postgres import Connection, classify
 from engine.errors import FatalError
 from engine.events import format_lsn, parse_lsn
 
-# Writes made in a session bound to this origin are civsync's own (the merger's upserts);
-# capture filters them out so they are never published as new user changes.
+# Writes made in a session bound to one of these origins are civsync's own (the sinks'
+# upserts); capture filters them out so they are never published as new user changes.
+# PostgreSQL 15 lets one session at a time use an origin, hence one per concurrent writer.
 APPLY_ORIGIN = "civsync_apply"
+APPLY_ORIGINS = (APPLY_ORIGIN, *(f"{APPLY_ORIGIN}_{n}" for n in range(1, 8)))
 _FETCH_ROWS = 2000
 
 
@@ -90,14 +92,14 @@ class ReplicationSlot:
         return state
 
     def changes(
-        self, conn: Connection, upto_lsn: int, max_changes: int, *, exclude_origin: int
+        self, conn: Connection, upto_lsn: int, max_changes: int, *, exclude: tuple[int, ...]
     ) -> Iterator[tuple[str, str]]:
         """(lsn, wal2json document) rows after the confirmed position, without consuming them.
 
         Reads through a server-side cursor so a large transaction never sits whole in memory.
         """
         options = [x for kv in WAL2JSON_OPTIONS.items() for x in kv]
-        options += ["filter-origins", str(exclude_origin)]  # wal2json takes origin ids
+        options += ["filter-origins", ",".join(map(str, exclude))]  # wal2json takes origin ids
         if self.tables:
             options += ["add-tables", ",".join(self.tables)]
         query = sql.SQL(
@@ -127,18 +129,19 @@ class ReplicationSlot:
             raise classify(exc, f"confirming {format_lsn(lsn)} on slot {self.name}") from exc
 
 
-def ensure_apply_origin(conn: Connection) -> int:
-    """The id of the replication origin civsync's writers bind to, created if missing."""
+def ensure_apply_origins(conn: Connection) -> tuple[int, ...]:
+    """The ids of the replication origins civsync's writers bind to, created if missing."""
     lookup = "SELECT roident FROM pg_replication_origin WHERE roname = %s"
-    try:
-        row = conn.execute(lookup, (APPLY_ORIGIN,)).fetchone()
-        if row is None:
-            row = conn.execute(
-                "SELECT pg_replication_origin_create(%s)", (APPLY_ORIGIN,)
-            ).fetchone()
-    except psycopg.errors.UniqueViolation:  # created concurrently by another civsync process
-        row = conn.execute(lookup, (APPLY_ORIGIN,)).fetchone()
-    except psycopg.Error as exc:
-        raise classify(exc, "creating the civsync replication origin") from exc
-    assert row is not None  # noqa: S101 - found or just created
-    return int(str(row[0]))
+    ids = []
+    for name in APPLY_ORIGINS:
+        try:
+            row = conn.execute(lookup, (name,)).fetchone()
+            if row is None:
+                row = conn.execute("SELECT pg_replication_origin_create(%s)", (name,)).fetchone()
+        except psycopg.errors.UniqueViolation:  # created concurrently by another civsync process
+            row = conn.execute(lookup, (name,)).fetchone()
+        except psycopg.Error as exc:
+            raise classify(exc, "creating civsync's replication origins") from exc
+        assert row is not None  # noqa: S101 - found or just created
+        ids.append(int(str(row[0])))
+    return tuple(ids)

@@ -18,7 +18,7 @@ import structlog
 
 from connectors.capture import metrics, snapshot
 from connectors.capture.publisher import ChangePublisher
-from connectors.capture.slot import ReplicationSlot, ensure_apply_origin
+from connectors.capture.slot import ReplicationSlot, ensure_apply_origins
 from connectors.capture.wal2json import (
     LogMessage,
     MalformedChangeError,
@@ -52,8 +52,8 @@ class CaptureConfig:
     idle_sleep_s: float = 0.2
 
 
-def prepare(conn: Connection, slot: ReplicationSlot) -> int:
-    """Make the store ready for capture; the id of civsync's own replication origin.
+def prepare(conn: Connection, slot: ReplicationSlot) -> tuple[int, ...]:
+    """Make the store ready for capture; the ids of civsync's own replication origins.
 
     Creates the slot on first connection and queues the initial snapshot of the captured
     tables, read after the slot exists so no change falls between the two. A slot that
@@ -63,7 +63,7 @@ def prepare(conn: Connection, slot: ReplicationSlot) -> int:
     try:
         conn.execute(_STATE_DDL)
         conn.execute(snapshot.JOBS_DDL)
-        origin = ensure_apply_origin(conn)
+        origins = ensure_apply_origins(conn)
         known = conn.execute(
             "SELECT 1 FROM _civsync.capture_state WHERE slot_name = %s", (slot.name,)
         ).fetchone()
@@ -71,7 +71,7 @@ def prepare(conn: Connection, slot: ReplicationSlot) -> int:
         raise classify(exc, "preparing the store for capture") from exc
     if slot.state(conn) is not None:
         slot.require_usable(conn)
-        return origin
+        return origins
     if known is not None:
         slot.require_usable(conn)  # raises SlotLostError with the remedy
     created = slot.create(conn)
@@ -86,7 +86,7 @@ def prepare(conn: Connection, slot: ReplicationSlot) -> int:
         lsn=format_lsn(created),
         initial_snapshot_jobs=len(jobs),
     )
-    return origin
+    return origins
 
 
 def captured_tables(conn: Connection, tables: tuple[str, ...]) -> list[str]:
@@ -117,22 +117,20 @@ class CaptureStream:
 
     def run(self, stop: threading.Event) -> None:
         with connect(self._store, autocommit=True) as control, connect(self._store) as reader:
-            origin = prepare(control, self._slot)
+            origins = prepare(control, self._slot)
             _warn_without_full_identity(control, self._config.tables)
             while not stop.is_set():
-                if self.step(control, reader, origin) == 0:
+                if self.step(control, reader, origins) == 0:
                     stop.wait(self._config.idle_sleep_s)
 
-    def step(self, control: Connection, reader: Connection, origin: int) -> int:
+    def step(self, control: Connection, reader: Connection, origins: tuple[int, ...]) -> int:
         """One read of the slot; the number of rows read."""
         state = self._slot.require_usable(control)
         metrics.SLOT_LAG.labels(self._config.store, self._slot.name).set(state.lag_bytes)
         self._snapshot.start_chunk(control)  # its watermarks commit before `upto`
         upto = _current_lsn(control)
         rows, confirmable, pending = 0, None, 0
-        changes = self._slot.changes(
-            reader, upto, self._config.batch_changes, exclude_origin=origin
-        )
+        changes = self._slot.changes(reader, upto, self._config.batch_changes, exclude=origins)
         for lsn, data in changes:
             rows += 1
             for item in self._decode(lsn, data):

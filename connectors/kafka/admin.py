@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -80,12 +81,20 @@ class TopicAdmin:
         return {name for name in metadata.topics if not name.startswith("__")}
 
     def describe(self, name: str) -> TopicState:
-        try:
-            topic = self._admin.list_topics(topic=name, timeout=self._timeout_s).topics[name]
-            resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-            entries = self._admin.describe_configs([resource])[resource].result(self._timeout_s)
-        except KafkaException as exc:
-            raise translate(exc, f"describing topic {name}") from exc
+        """The topic as the cluster sees it. A topic another process has just created may be
+        unknown to this broker's metadata for a moment; that is waited out."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                topic = self._admin.list_topics(topic=name, timeout=self._timeout_s).topics[name]
+                resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+                entries = self._admin.describe_configs([resource])[resource].result(self._timeout_s)
+                break
+            except KafkaException as exc:
+                unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                if not unknown or time.monotonic() > deadline:
+                    raise translate(exc, f"describing topic {name}") from exc
+                time.sleep(0.2)
         if topic.error is not None:
             raise translate(topic.error, f"describing topic {name}")
         replicas = {len(p.replicas) for p in topic.partitions.values()}

@@ -11,16 +11,23 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
-from fastavro import parse_schema, schemaless_writer
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from connectors.kafka.errors import KafkaOperationError, KafkaRetriableError, translate
 from connectors.registry import SchemaRegistry
@@ -117,20 +124,35 @@ class AvroProducer:
         self._failures: list[KafkaOperationError] = []
 
     def produce(
-        self, topic: AvroTopic, key: Mapping[str, Any], value: Mapping[str, Any] | None
+        self,
+        topic: AvroTopic,
+        key: Mapping[str, Any],
+        value: Mapping[str, Any] | None,
+        *,
+        partition: int | None = None,
     ) -> None:
         """Queue one record; a ``value`` of None is a tombstone."""
         encoded_key = self._encode(topic, MessageField.KEY, key)
         encoded_value = None if value is None else self._encode(topic, MessageField.VALUE, value)
+        self.produce_bytes(topic.name, encoded_key, encoded_value, partition=partition)
+
+    def produce_bytes(
+        self, topic: str, key: bytes, value: bytes | None, *, partition: int | None = None
+    ) -> None:
+        """Queue one record already encoded (internal topics that are not Avro)."""
         while True:
             try:
                 self._producer.produce(
-                    topic.name, value=encoded_value, key=encoded_key, on_delivery=self._delivered
+                    topic,
+                    value=value,
+                    key=key,
+                    partition=-1 if partition is None else partition,  # -1: the partitioner
+                    on_delivery=self._delivered,
                 )
             except BufferError:
                 self._producer.poll(0.1)  # queue full: serve delivery reports, then retry
             except KafkaException as exc:
-                raise translate(exc, f"producing to {topic.name}") from exc
+                raise translate(exc, f"producing to {topic}") from exc
             else:
                 return
 
@@ -159,6 +181,73 @@ class AvroProducer:
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self._failures.append(translate(error, f"delivering to {message.topic()}"))
+
+
+class TransactionalProducer(AvroProducer):
+    """An Avro producer whose records, and a consumer's offsets, commit atomically.
+
+    ``transactional_id`` must be stable across restarts of the same instance: the broker
+    then aborts the transaction a crashed instance left open as soon as it comes back.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        registry: SchemaRegistry,
+        transactional_id: str,
+        *,
+        timeout_s: float = 30.0,
+        **overrides: Any,
+    ) -> None:
+        super().__init__(
+            kafka, registry, **{"transactional.id": transactional_id, "linger.ms": 2} | overrides
+        )
+        self._timeout_s = timeout_s
+        self._call(lambda: self._producer.init_transactions(timeout_s), "initialising transactions")
+
+    def begin(self) -> None:
+        self._call(self._producer.begin_transaction, "beginning a transaction")
+
+    def commit(self, offsets: list[TopicPartition], group: Any) -> None:
+        """Commit the records produced since ``begin`` with the consumer ``offsets``."""
+        timeout = self._timeout_s
+        self._call(
+            lambda: self._producer.send_offsets_to_transaction(offsets, group, timeout),
+            "sending offsets to the transaction",
+        )
+        self._call(lambda: self._producer.commit_transaction(timeout), "committing a transaction")
+        self._failures.clear()
+
+    def abort(self) -> None:
+        self._failures.clear()
+        timeout = self._timeout_s
+        self._call(lambda: self._producer.abort_transaction(timeout), "aborting a transaction")
+
+    @staticmethod
+    def _call(operation: Callable[[], Any], doing: str) -> None:
+        try:
+            operation()
+        except KafkaException as exc:
+            raise translate(exc, doing) from exc
+
+
+class AvroDecoder:
+    """Decodes registry-framed Avro with fastavro, caching each writer schema by id."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self._registry = registry
+        self._schemas: dict[int, Any] = {}
+
+    def decode(self, payload: bytes, where: str) -> Any:
+        writer_id = schema_id(payload)
+        parsed = self._schemas.get(writer_id)
+        if parsed is None:
+            parsed = parse_schema(json.loads(self._registry.writer_schema(writer_id)))
+            self._schemas[writer_id] = parsed
+        try:
+            return schemaless_reader(io.BytesIO(payload[_HEADER.size :]), parsed, None)
+        except (ValueError, TypeError, EOFError, IndexError, UnicodeDecodeError) as exc:
+            raise DecodingError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
 
 class AvroConsumer:

@@ -12,7 +12,8 @@ class KafkaOperationError(CivsyncError):
 
 
 class KafkaRetriableError(KafkaOperationError, RetriableError):
-    """Kafka refused for a passing reason (leader moving, broker restarting, timeout)."""
+    """Kafka refused for a passing reason (leader moving, broker restarting, timeout), or a
+    transaction must be aborted and replayed."""
 
 
 class KafkaFatalError(KafkaOperationError, FatalError):
@@ -25,6 +26,7 @@ def translate(error: KafkaError | KafkaException, doing: str) -> KafkaOperationE
     if not isinstance(kafka_error, KafkaError):
         return KafkaFatalError(f"{doing}: {error}")
     message = f"{doing}: {kafka_error.name()} ({kafka_error.str()})"
-    if kafka_error.retriable() and not kafka_error.fatal():
+    passing = kafka_error.retriable() or kafka_error.txn_requires_abort()
+    if passing and not kafka_error.fatal():
         return KafkaRetriableError(message)
     return KafkaFatalError(message)

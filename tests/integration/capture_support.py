@@ -65,24 +65,26 @@ def running_capture(
         raise failure[0]
 
 
-def capture_process(table: str, *extra: str) -> subprocess.Popen[bytes]:
-    """`civsync capture run civil` of ``table`` alone, as its own process (slot = table)."""
+def capture_process(table: str, *extra: str, store: str = "civil") -> subprocess.Popen[bytes]:
+    """`civsync capture run <store>` of ``table`` alone, as its own process (slot = table)."""
+    return civsync_process(
+        "capture",
+        "run",
+        store,
+        "--slot",
+        table,
+        "--table",
+        f"public.{table}",
+        "--partitions",
+        "3",
+        *extra,
+    )
+
+
+def civsync_process(*args: str) -> subprocess.Popen[bytes]:
+    """A `civsync` command as its own process, logging warnings and errors only."""
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "civsync.cli",
-            "capture",
-            "run",
-            "civil",
-            "--slot",
-            table,
-            "--table",
-            f"public.{table}",
-            "--partitions",
-            "3",
-            *extra,
-        ],
+        [sys.executable, "-m", "civsync.cli", *args],
         env={**os.environ, "CIVSYNC_LOG_LEVEL": "WARNING"},
     )
 

@@ -102,3 +102,10 @@ def fresh_topics(topic_admin: TopicAdmin) -> Iterator[list[str]]:
     yield created
     if not os.environ.get("CIVSYNC_KEEP_TOPICS"):
         topic_admin.delete(created)
+
+
+@pytest.fixture
+def population(settings: CivsyncSettings) -> Iterator[Connection]:
+    """An autocommit connection to the population store."""
+    with connect(settings.population, autocommit=True) as conn:
+        yield conn

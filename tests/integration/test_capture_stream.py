@@ -9,9 +9,9 @@ import pytest
 from psycopg import sql
 
 from civsync.config import CivsyncSettings
-from connectors.capture.publisher import QUARANTINE_TOPIC
 from connectors.capture.slot import APPLY_ORIGIN
 from connectors.postgres import Connection, connect
+from connectors.quarantine import QUARANTINE_TOPIC
 from connectors.registry import SchemaRegistry
 from tests.integration.capture_support import (
     drop_slot,

@@ -1,0 +1,299 @@
+"""The merger: a consumer group that merges every person's edits, in Kafka transactions.
+
+Each merger process reads the mapped source topics and the edits topic, one batch per
+Kafka transaction:
+
+- a source event becomes a ``PersonEdit`` on the edits topic, partitioned by person (source
+  topics are keyed by row, so this re-keying is what puts all of a person's edits in order
+  in one place);
+- an edit on partition p is merged into its person's state, which the process holds for the
+  partitions it owns and logs to partition p of the compacted state changelog; conflicts go
+  to ``civsync.conflicts`` and the new merged record to ``civsync.person``;
+- the consumed offsets commit with those records, atomically.
+
+A crash leaves an open transaction that the broker aborts, so outputs and offsets roll back
+together and a restart replays the batch exactly. State is restored from the changelog
+whenever partitions are assigned. See docs/merge.md.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from connectors.capture.publisher import topic_for
+from connectors.kafka.admin import TopicAdmin, TopicSpec
+from connectors.kafka.avro import AvroDecoder, DecodingError, TransactionalProducer
+from connectors.kafka.errors import KafkaRetriableError, translate
+from connectors.kafka.reader import read_to_end
+from connectors.merge import metrics
+from connectors.merge.records import (
+    MergeTopics,
+    conflict_to_avro,
+    edit_from_avro,
+    edit_to_avro,
+    edits_partition,
+    person_to_avro,
+    state_from_json,
+    state_to_json,
+)
+from connectors.merge.settings import MergeSettings
+from connectors.quarantine import QUARANTINE, as_json, quarantine_record
+from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
+from connectors.settings import KafkaSettings
+from engine.mapping import PersonMapper, UnusableChange
+from engine.person import MergedPerson, merge
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class MergerConfig:
+    settings: MergeSettings
+    instance: str = "0"  # stable per process: its transactional id, so a restart fences
+    poll_s: float = 0.05
+    replication_factor: int = 1
+    transaction_timeout_ms: int = 10_000
+
+
+class Merger:
+    """One member of the merger group."""
+
+    def __init__(self, config: MergerConfig, kafka: KafkaSettings, registry: SchemaRegistry):
+        self._config, self._kafka, self._registry = config, kafka, registry
+        settings = config.settings
+        self._topics = MergeTopics(settings.topic_prefix)
+        self._policies = settings.policies()
+        self._mapper = PersonMapper(settings.mappings())
+        self._sources = sorted(
+            {topic_for(m.store, *m.table.split(".", 1)) for m in settings.mappings()}
+        )
+        self._decoder = AvroDecoder(registry)
+        self._people: dict[int, dict[str, MergedPerson]] = {}  # edits partition -> person
+        self.counts: Counter[str] = Counter()
+
+    def prepare(self) -> None:
+        """Create the topics (source topics too, so the group can subscribe before capture
+        runs) and hold the published schemas to BACKWARD_TRANSITIVE."""
+        n, rf = self._config.settings.partitions, self._config.replication_factor
+        topics = self._topics
+        TopicAdmin(self._kafka).ensure(
+            [TopicSpec(name, n, rf) for name in self._sources] + topics.specs(n, rf)
+        )
+        for topic in (topics.edits, topics.person, topics.conflicts, QUARANTINE):
+            for suffix, schema in (("key", topic.key_schema), ("value", topic.value_schema)):
+                subject = f"{topic.name}-{suffix}"
+                self._registry.register(subject, schema)
+                self._registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
+
+    def run(self, stop: threading.Event) -> None:
+        """Merge until ``stop`` is set; the open transaction commits first."""
+        self.prepare()
+        settings = self._config.settings
+        consumer = Consumer(
+            self._kafka.client_config()
+            | {
+                "group.id": settings.group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "cooperative-sticky",
+            }
+        )
+        producer = TransactionalProducer(
+            self._kafka,
+            self._registry,
+            f"{settings.group}-{self._config.instance}",
+            **{"transaction.timeout.ms": self._config.transaction_timeout_ms},
+        )
+        consumer.subscribe(
+            [*self._sources, self._topics.edits.name],
+            on_assign=lambda _, parts: self._assigned(parts),
+            on_revoke=lambda _, parts: self._revoked(parts),
+            on_lost=lambda _, parts: self._revoked(parts),
+        )
+        log.info("merger started", group=settings.group, instance=self._config.instance)
+        try:
+            while not stop.is_set():
+                messages = consumer.consume(settings.batch, self._config.poll_s)
+                metrics.record_step("merger")
+                if messages:
+                    self._transaction(consumer, producer, messages)
+        finally:
+            consumer.close()
+            producer.flush()
+
+    def _transaction(
+        self, consumer: Consumer, producer: TransactionalProducer, messages: list[Message]
+    ) -> None:
+        producer.begin()
+        try:
+            offsets = self._process(producer, messages)
+            producer.commit(offsets, consumer.consumer_group_metadata())
+        except KafkaRetriableError as exc:
+            log.warning("transaction aborted; replaying it", error=str(exc))
+            producer.abort()
+            self._rewind(consumer)
+            return
+        metrics.TRANSACTIONS.inc()
+
+    def _process(
+        self, producer: TransactionalProducer, messages: list[Message]
+    ) -> list[TopicPartition]:
+        edits_topic = self._topics.edits.name
+        offsets: dict[tuple[str, int], int] = {}
+        dirty: dict[tuple[int, str], bool] = {}  # (partition, person) -> merged view changed
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                raise translate(error, "consuming")
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            assert topic is not None, "consumed messages have a topic"  # noqa: S101
+            assert partition is not None and offset is not None, "and a position"  # noqa: S101, PT018
+            if topic == edits_topic:
+                self._merge(producer, message, partition, dirty)
+            else:
+                self._rekey(producer, message)
+            offsets[(topic, partition)] = offset + 1
+        for (partition, person), changed in dirty.items():
+            merged = self._people[partition][person]
+            producer.produce_bytes(
+                self._topics.state, person.encode(), state_to_json(merged), partition=partition
+            )
+            if changed:
+                record = person_to_avro(merged, self._policies)
+                producer.produce(self._topics.person, {"person": person}, record)
+        return [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+
+    def _rekey(self, producer: TransactionalProducer, message: Message) -> None:
+        where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+        try:
+            event = self._decoder.decode(message.value() or b"", where)
+            edit = self._mapper.edit_of(event)
+        except DecodingError as exc:
+            self._quarantine(
+                producer, "merge.undecodable", str(exc), (message.value() or b"").hex()
+            )
+            return
+        except UnusableChange as exc:
+            self._quarantine(producer, exc.reason, exc.detail, as_json(event), event)
+            return
+        if edit is None:
+            return
+        partition = edits_partition(edit.person, self._config.settings.partitions)
+        producer.produce(
+            self._topics.edits, {"person": edit.person}, edit_to_avro(edit), partition=partition
+        )
+        self.counts["rekeyed"] += 1
+
+    def _merge(
+        self,
+        producer: TransactionalProducer,
+        message: Message,
+        partition: int,
+        dirty: dict[tuple[int, str], bool],
+    ) -> None:
+        where = f"{message.topic()}[{partition}]@{message.offset()}"
+        try:
+            edit = edit_from_avro(self._decoder.decode(message.value() or b"", where))
+        except DecodingError as exc:
+            self._quarantine(
+                producer, "merge.undecodable", str(exc), (message.value() or b"").hex()
+            )
+            return
+        unknown = sorted(set(edit.fields) - set(self._policies))
+        if unknown:
+            detail = f"fields without a policy: {unknown}"
+            self._quarantine(producer, "merge.unknown_field", detail, as_json(edit_to_avro(edit)))
+            return
+        people = self._people.setdefault(partition, {})
+        person = people.get(edit.person) or MergedPerson.new(edit.person)
+        result = merge(person, edit, self._policies)
+        for conflict in result.conflicts:
+            producer.produce(
+                self._topics.conflicts,
+                {"conflict_id": conflict.conflict_id},
+                conflict_to_avro(conflict),
+            )
+            metrics.CONFLICTS.labels(conflict.field, str(conflict.rule), conflict.decision).inc()
+        if result.person != person:
+            people[edit.person] = result.person
+            key = (partition, edit.person)
+            dirty[key] = dirty.get(key, False) or result.changed
+        metrics.EDITS.labels(edit.origin).inc()
+        self.counts["merged"] += 1
+
+    def _quarantine(
+        self,
+        producer: TransactionalProducer,
+        reason: str,
+        detail: str,
+        payload: str,
+        event: Any = None,
+    ) -> None:
+        source = event.get("source", {}) if isinstance(event, dict) else {}
+        key, record = quarantine_record(
+            reason,
+            detail,
+            stage="merge",
+            payload=payload,
+            store=source.get("store"),
+            table=f"{source['schema']}.{source['table']}" if source else None,
+            lsn=source.get("lsn"),
+            txid=source.get("txid"),
+            event_id=event.get("event_id") if isinstance(event, dict) else None,
+        )
+        producer.produce(QUARANTINE, key, record)
+        metrics.QUARANTINED.labels(reason).inc()
+        log.warning("quarantined", reason=reason, detail=detail)
+
+    # --- partitions and state ---
+
+    def _assigned(self, partitions: list[TopicPartition]) -> None:
+        mine = sorted(tp.partition for tp in partitions if tp.topic == self._topics.edits.name)
+        log.info("partitions assigned", edits_partitions=mine)
+        self._restore(mine)
+
+    def _revoked(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp.topic == self._topics.edits.name:
+                self._people.pop(tp.partition, None)
+
+    def _rewind(self, consumer: Consumer) -> None:
+        """After an abort: back to the committed offsets and the changelog's state."""
+        assignment = consumer.assignment()
+        for tp in consumer.committed(assignment, timeout=30):
+            consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, OFFSET_BEGINNING)))
+        self._restore(
+            sorted(tp.partition for tp in assignment if tp.topic == self._topics.edits.name)
+        )
+
+    def _restore(self, partitions: list[int]) -> None:
+        """Load the people of ``partitions`` from the state changelog, to its end."""
+        started = time.monotonic()
+        for partition in partitions:
+            self._people[partition] = {}
+        if partitions:
+            for message in read_to_end(self._kafka, self._topics.state, partitions):
+                self._load(message)
+        log.info(
+            "state restored",
+            partitions=partitions,
+            people=sum(len(self._people[p]) for p in partitions),
+            seconds=round(time.monotonic() - started, 2),
+        )
+
+    def _load(self, message: Message) -> None:
+        partition, key, value = message.partition(), message.key(), message.value()
+        assert partition is not None, "consumed messages have a partition"  # noqa: S101
+        assert key is not None, "state records are keyed by person"  # noqa: S101
+        if value is None:
+            self._people[partition].pop(key.decode(), None)
+        else:
+            self._people[partition][key.decode()] = state_from_json(value)

@@ -1,0 +1,27 @@
+"""Prometheus metrics of the merger and the sinks (served by ``connectors.capture.metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+from connectors.capture.metrics import record_step, serve
+
+EDITS = Counter("civsync_merge_edits", "Person edits merged", ["origin"])
+CONFLICTS = Counter("civsync_merge_conflicts", "Conflict records", ["field", "rule", "decision"])
+QUARANTINED = Counter("civsync_merge_quarantined", "Records sent to quarantine", ["reason"])
+TRANSACTIONS = Counter("civsync_merge_transactions", "Kafka transactions committed")
+APPLIED = Counter("civsync_sink_rows", "Rows written to a store by the sink", ["store"])
+STALE = Counter(
+    "civsync_sink_stale", "Person records not applied: the store has a newer version", ["store"]
+)
+
+__all__ = [
+    "APPLIED",
+    "CONFLICTS",
+    "EDITS",
+    "QUARANTINED",
+    "STALE",
+    "TRANSACTIONS",
+    "record_step",
+    "serve",
+]

@@ -1,0 +1,347 @@
+"""The store sink: applies ``civsync.person`` to one store, in batches, idempotently, echo-free.
+
+One store transaction per batch of person records:
+
+1. the newest version of each person in the batch is copied (COPY) into a temporary table;
+2. ``_civsync.applied`` advances only for people whose version is newer than the one
+   already applied, so an older record never overwrites a newer one (replays, rebalances,
+   two sinks during a rebalance);
+3. the mapped columns of those people are updated, or their row inserted; a row that
+   already holds the merged values is not written at all.
+
+The session is bound to one of the ``civsync_apply`` replication origins, so capture never
+publishes these writes back (no ping-pong). Kafka offsets are committed after the store
+commits: a crash in between replays the batch, and step 2 makes the replay a no-op.
+A batch the store rejects is retried person by person; a person it still rejects goes to
+``civsync.quarantine`` (stage ``apply``) and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import structlog
+from confluent_kafka import Consumer, KafkaException, Message
+from psycopg import sql
+
+from connectors.capture.slot import APPLY_ORIGINS
+from connectors.kafka.admin import TopicAdmin
+from connectors.kafka.avro import AvroDecoder, AvroProducer, DecodingError
+from connectors.kafka.errors import translate
+from connectors.merge import metrics
+from connectors.merge.records import MergeTopics
+from connectors.merge.settings import MergeSettings
+from connectors.postgres import Connection, StoreError, StoreUnavailableError, classify, connect
+from connectors.quarantine import QUARANTINE, as_json, quarantine_record
+from connectors.registry import SchemaRegistry
+from connectors.settings import KafkaSettings, StoreSettings
+from engine.errors import FatalError
+from engine.mapping import TableMapping
+
+log = structlog.get_logger(__name__)
+
+_APPLIED_DDL = """
+CREATE SCHEMA IF NOT EXISTS _civsync;
+CREATE TABLE IF NOT EXISTS _civsync.applied (
+    target text NOT NULL,
+    person text NOT NULL,
+    version bigint NOT NULL,
+    PRIMARY KEY (target, person)
+)"""
+_RETRY_PAUSE_S = 1.0
+
+
+class OriginsBusyError(FatalError):
+    """Every civsync replication origin is in use by another session."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One mapped table, its staging table, and the statements that apply a batch to it."""
+
+    mapping: TableMapping
+    stage: str
+    copy: sql.Composed
+    mark_fresh: sql.Composed
+    update: sql.Composed
+    insert: sql.Composed
+
+    @classmethod
+    def build(cls, conn: Connection, mapping: TableMapping, index: int) -> _Target:
+        types = _column_types(conn, mapping.table)
+        missing = sorted({mapping.person_column, *mapping.columns.values()} - set(types))
+        if missing:
+            raise FatalError(f"table {mapping.table} has no column(s) {missing}")
+        stage = f"civsync_stage_{index}"
+        columns = list(mapping.columns.values())
+        stage_columns = [
+            sql.SQL("{} {}, {} boolean").format(
+                sql.Identifier(c), sql.SQL(types[c]), sql.Identifier(f"{c}__set")
+            )
+            for c in columns
+        ]
+        conn.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (person text PRIMARY KEY, version bigint,"
+                " fresh boolean NOT NULL DEFAULT false, {}) ON COMMIT DELETE ROWS"
+            ).format(sql.Identifier(stage), sql.SQL(", ").join(stage_columns))
+        )
+        target, key = _qualified(mapping.table), sql.Identifier(mapping.person_column)
+        person = sql.SQL("s.person::{}").format(sql.SQL(types[mapping.person_column]))
+        merged = [
+            sql.SQL("CASE WHEN s.{set} THEN s.{c} ELSE t.{c} END").format(
+                c=sql.Identifier(c), set=sql.Identifier(f"{c}__set")
+            )
+            for c in columns
+        ]
+        current = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns)
+        copy_columns = [sql.Identifier(x) for c in columns for x in (c, f"{c}__set")]
+        return cls(
+            mapping=mapping,
+            stage=stage,
+            copy=sql.SQL("COPY {} (person, version, {}) FROM STDIN").format(
+                sql.Identifier(stage), sql.SQL(", ").join(copy_columns)
+            ),
+            mark_fresh=sql.SQL(
+                "WITH fresh AS ("
+                " INSERT INTO _civsync.applied AS a (target, person, version)"
+                " SELECT {name}, person, version FROM {stage}"
+                " ON CONFLICT (target, person) DO UPDATE SET version = excluded.version"
+                " WHERE a.version < excluded.version RETURNING person)"
+                " UPDATE {stage} s SET fresh = true FROM fresh WHERE s.person = fresh.person"
+            ).format(name=sql.Literal(mapping.table), stage=sql.Identifier(stage)),
+            update=sql.SQL(
+                "UPDATE {target} t SET ({columns}) = ROW({merged}) FROM {stage} s"
+                " WHERE s.fresh AND t.{key} = {person} AND ({current}) IS DISTINCT FROM ({merged})"
+            ).format(
+                target=target,
+                columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                merged=sql.SQL(", ").join(merged),
+                stage=sql.Identifier(stage),
+                key=key,
+                person=person,
+                current=current,
+            ),
+            insert=sql.SQL(
+                "INSERT INTO {target} ({key}, {columns}) SELECT {person}, {values} FROM {stage} s"
+                " WHERE s.fresh AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = {person})"
+                " ON CONFLICT DO NOTHING"
+            ).format(
+                target=target,
+                key=key,
+                columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                person=person,
+                values=sql.SQL(", ").join(
+                    sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns
+                ),
+                stage=sql.Identifier(stage),
+            ),
+        )
+
+    def rows(self, records: list[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """Staging rows: person, version, then each column's merged value and whether the
+        merged record has the field at all (a field nobody has set leaves the column alone)."""
+        rows = []
+        for record in records:
+            row: list[Any] = [record["person"], record["version"]]
+            fields = record["fields"]
+            for name in self.mapping.columns:
+                merged = fields.get(name)
+                row += [None, False] if merged is None else [merged["value"], True]
+            rows.append(tuple(row))
+        return rows
+
+    def apply(self, conn: Connection, records: list[Mapping[str, Any]]) -> tuple[int, int]:
+        """(rows written, people skipped as stale) for ``records``, inside the open transaction."""
+        with conn.cursor() as cursor:
+            with cursor.copy(self.copy) as copy:
+                for row in self.rows(records):
+                    copy.write_row(row)
+            cursor.execute(self.mark_fresh)
+            fresh = cursor.rowcount
+            cursor.execute(self.update)
+            written = cursor.rowcount
+            cursor.execute(self.insert)
+            written += cursor.rowcount
+        return written, len(records) - fresh
+
+
+def _column_types(conn: Connection, table: str) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+        " WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        (table,),
+    ).fetchall()
+    if not rows:
+        raise FatalError(f"the sink's target table {table} does not exist")
+    return {str(name): str(type_) for name, type_ in rows}
+
+
+def _qualified(table: str) -> sql.Composed:
+    schema, _, name = table.partition(".")
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+
+
+class StoreSink:
+    """Applies civsync.person to the mapped tables of one store until stopped."""
+
+    def __init__(
+        self,
+        store: str,
+        store_settings: StoreSettings,
+        merge: MergeSettings,
+        kafka: KafkaSettings,
+        registry: SchemaRegistry,
+        *,
+        poll_s: float = 0.05,
+    ) -> None:
+        self._store, self._store_settings, self._merge = store, store_settings, merge
+        self._kafka, self._poll_s = kafka, poll_s
+        self._mappings = [m for m in merge.mappings() if m.store == store]
+        if not self._mappings:
+            raise FatalError(f"no table of store {store!r} is mapped in [merge.tables]")
+        self._decoder = AvroDecoder(registry)
+        self._quarantine = AvroProducer(kafka, registry)
+        self.counts: Counter[str] = Counter()
+
+    def run(self, stop: threading.Event) -> None:
+        consumer = Consumer(
+            self._kafka.client_config()
+            | {
+                "group.id": f"{self._merge.topic_prefix}-sink-{self._store}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "cooperative-sticky",
+            }
+        )
+        topics = MergeTopics(self._merge.topic_prefix)
+        TopicAdmin(self._kafka).ensure(topics.specs(self._merge.partitions))
+        consumer.subscribe([topics.person.name])
+        conn, targets = self._open()
+        log.info("sink started", store=self._store, tables=[m.table for m in self._mappings])
+        try:
+            while not stop.is_set():
+                messages = consumer.consume(self._merge.batch, self._poll_s)
+                metrics.record_step(f"sink-{self._store}")
+                if not messages:
+                    continue
+                records = self._decode(messages)
+                while True:
+                    try:
+                        self._apply(conn, targets, records)
+                        break
+                    except StoreUnavailableError as exc:
+                        log.warning("store unavailable; retrying the batch", error=str(exc))
+                        conn.close()
+                        stop.wait(_RETRY_PAUSE_S)
+                        conn, targets = self._open()
+                self._quarantine.flush()
+                try:
+                    consumer.commit(asynchronous=False)
+                except KafkaException as exc:  # the batch replays, harmlessly
+                    log.warning("offset commit failed; the batch will be replayed", error=str(exc))
+        finally:
+            consumer.close()
+            conn.close()
+
+    def _open(self) -> tuple[Connection, list[_Target]]:
+        conn = connect(self._store_settings, autocommit=True)
+        try:
+            conn.execute(_APPLIED_DDL)
+            _bind_origin(conn)
+            targets = [_Target.build(conn, m, i) for i, m in enumerate(self._mappings)]
+        except psycopg.Error as exc:
+            conn.close()
+            raise classify(exc, f"preparing the {self._store} sink") from exc
+        return conn, targets
+
+    def _decode(self, messages: list[Message]) -> list[Mapping[str, Any]]:
+        """The newest record of each person in ``messages``."""
+        newest: dict[str, Mapping[str, Any]] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                raise translate(error, "consuming civsync.person")
+            where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+            try:
+                record = self._decoder.decode(message.value() or b"", where)
+            except DecodingError as exc:
+                self._quarantined("apply.undecodable", str(exc), (message.value() or b"").hex())
+                continue
+            seen = newest.get(record["person"])
+            if seen is None or seen["version"] < record["version"]:
+                newest[record["person"]] = record
+        return list(newest.values())
+
+    def _apply(
+        self, conn: Connection, targets: list[_Target], records: list[Mapping[str, Any]]
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            written, stale = self._write(conn, targets, records)
+        except StoreError as exc:
+            if isinstance(exc, StoreUnavailableError):
+                raise
+            log.warning("batch rejected; applying person by person", error=str(exc))
+            written, stale = 0, 0
+            for record in records:
+                try:
+                    w, s = self._write(conn, targets, [record])
+                except StoreUnavailableError:
+                    raise
+                except StoreError as one:
+                    self._quarantined("apply.rejected", str(one), as_json(record))
+                    continue
+                written, stale = written + w, stale + s
+        self.counts["written"] += written
+        self.counts["stale"] += stale
+        metrics.APPLIED.labels(self._store).inc(written)
+        metrics.STALE.labels(self._store).inc(stale)
+        log.debug(
+            "batch applied",
+            store=self._store,
+            people=len(records),
+            written=written,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+    def _write(
+        self, conn: Connection, targets: list[_Target], records: list[Mapping[str, Any]]
+    ) -> tuple[int, int]:
+        written, stale = 0, 0
+        try:
+            with conn.transaction():
+                for target in targets:
+                    w, s = target.apply(conn, records)
+                    written, stale = written + w, max(stale, s)
+        except psycopg.Error as exc:
+            raise classify(exc, f"applying {len(records)} people to {self._store}") from exc
+        return written, stale
+
+    def _quarantined(self, reason: str, detail: str, payload: str) -> None:
+        key, record = quarantine_record(
+            reason, detail, stage="apply", payload=payload, store=self._store
+        )
+        self._quarantine.produce(QUARANTINE, key, record)
+        log.warning("quarantined", reason=reason, store=self._store)
+
+
+def _bind_origin(conn: Connection) -> str:
+    """Bind the session to a free civsync origin, so capture skips what it writes."""
+    for name in APPLY_ORIGINS:
+        try:
+            conn.execute("SELECT pg_replication_origin_session_setup(%s)", (name,))
+        except psycopg.errors.ObjectInUse:
+            continue
+        return name
+    raise OriginsBusyError(
+        f"all {len(APPLY_ORIGINS)} civsync replication origins are in use; run fewer sinks"
+        " per store, or stop the session holding one"
+    )

@@ -1,0 +1,238 @@
+"""A whole civsync pipeline for tests: both stores' capture, merger(s) and both sinks, each
+a real `civsync` process on the real services, with tables and topics of its own."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, TopicPartition
+from psycopg import sql
+
+from connectors.merge.settings import DEFAULT_TABLES
+from connectors.postgres import Connection
+from connectors.settings import KafkaSettings
+from tests.integration.capture_support import (
+    capture_process,
+    civsync_process,
+    drop_slot,
+    q,
+    wait_caught_up,
+)
+
+CIVIL_COLUMNS = dict(DEFAULT_TABLES[0].columns)
+POPULATION_COLUMNS = dict(DEFAULT_TABLES[1].columns)
+SHARED = sorted(set(CIVIL_COLUMNS) & set(POPULATION_COLUMNS))
+_TYPES = {"birth_date": "date", "date_of_death": "date"}
+
+T = TypeVar("T")
+
+
+def _table_ddl(table: str, columns: dict[str, str], *, own_key: bool) -> sql.Composed:
+    key = "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, pin text UNIQUE NOT NULL"
+    body = ", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in columns.values())
+    head = key if own_key else "pin text PRIMARY KEY"
+    return q(f"CREATE TABLE {{t}} ({head}, {body})", table)
+
+
+def _write_log_ddl(table: str) -> list[sql.Composed]:
+    """Every write to ``table`` logged with whether civsync made it (a bound origin)."""
+    log, fn = f"{table}_writes", f"{table}_log_write"
+    return [
+        q("CREATE TABLE {t} (pin text, by_civsync boolean, at timestamptz DEFAULT now())", log),
+        sql.SQL(
+            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " INSERT INTO {log} (pin, by_civsync)"
+            " VALUES (NEW.pin, pg_replication_origin_session_is_setup()); RETURN NEW; END $$"
+        ).format(fn=sql.Identifier(fn), log=sql.Identifier(log)),
+        sql.SQL(
+            "CREATE TRIGGER log_write AFTER INSERT OR UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION {fn}()"
+        ).format(t=sql.Identifier(table), fn=sql.Identifier(fn)),
+    ]
+
+
+@dataclass
+class Pipeline:
+    """Names and processes of one test's pipeline. ``civil``/``population`` are connections."""
+
+    name: str
+    civil: Connection
+    population: Connection
+    config: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def civil_table(self) -> str:
+        return f"{self.name}_person"
+
+    @property
+    def population_table(self) -> str:
+        return f"{self.name}_citizen"
+
+    @property
+    def topic_prefix(self) -> str:
+        return f"{self.name}.civsync"
+
+    def start(self, role: str) -> None:
+        """Start ``role``: capture-civil, capture-population, merger-<instance>, sink-<store>."""
+        config = ("--config", str(self.config))
+        kind, _, what = role.partition("-")
+        if kind == "capture":
+            table = self.civil_table if what == "civil" else self.population_table
+            process = capture_process(table, store=what)
+        elif kind == "merger":
+            process = civsync_process("merge", "run", *config, "--instance", what)
+        else:
+            process = civsync_process("sink", "run", what, *config)
+        self.processes[role] = process
+
+    def kill(self, role: str) -> None:
+        process = self.processes.pop(role)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes.clear()
+
+    def check_alive(self) -> None:
+        dead = {role: p.returncode for role, p in self.processes.items() if p.poll() is not None}
+        assert not dead, f"pipeline processes exited: {dead}"
+
+    def rows(self, store: str) -> dict[str, dict[str, Any]]:
+        """Every person row of ``store``'s table, by PIN, shared fields only, as text."""
+        conn, table = (
+            (self.civil, self.civil_table)
+            if store == "civil"
+            else (self.population, self.population_table)
+        )
+        columns = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in SHARED)
+        cursor = conn.execute(
+            sql.SQL("SELECT pin, {} FROM {}").format(columns, sql.Identifier(table))
+        )
+        return {row[0]: dict(zip(SHARED, row[1:], strict=True)) for row in cursor}
+
+    def disagreements(self) -> dict[str, tuple[Any, Any]]:
+        civil, population = self.rows("civil"), self.rows("population")
+        return {
+            pin: (civil.get(pin), population.get(pin))
+            for pin in set(civil) | set(population)
+            if civil.get(pin) != population.get(pin)
+        }
+
+    def settle(self, kafka: KafkaSettings, timeout_s: float = 90.0) -> None:
+        """Until changes have stopped flowing: both slots caught up, civsync.person unchanged
+        for two seconds and the stores in agreement (or the timeout: then fail)."""
+        wait_caught_up(self.civil, self.civil_table, timeout_s)
+        wait_caught_up(self.population, self.population_table, timeout_s)
+        person_topic = f"{self.topic_prefix}.person"
+
+        def quiet() -> bool:
+            self.check_alive()
+            before = topic_end(kafka, person_topic)
+            time.sleep(2.0)
+            return topic_end(kafka, person_topic) == before and not self.disagreements()
+
+        wait_for(quiet, "the pipeline settles with both stores in agreement", timeout_s=timeout_s)
+
+    def writes(self, store: str) -> list[tuple[str, bool]]:
+        conn = self.civil if store == "civil" else self.population
+        table = self.civil_table if store == "civil" else self.population_table
+        log = conn.execute(q("SELECT pin, by_civsync FROM {t} ORDER BY at", f"{table}_writes"))
+        return [(str(pin), bool(by)) for pin, by in log]
+
+
+def topic_end(kafka: KafkaSettings, topic: str) -> int:
+    """The sum of ``topic``'s partition end offsets (0 before it exists)."""
+    consumer = Consumer(kafka.client_config() | {"group.id": "civsync-test-ends"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in metadata.partitions
+        )
+    finally:
+        consumer.close()
+
+
+def write_config(path: Path, name: str, *, partitions: int = 3) -> Path:
+    civil, population = f"{name}_person", f"{name}_citizen"
+    lines = [
+        "[merge]",
+        f'group = "{name}-merger"',
+        f'topic_prefix = "{name}.civsync"',
+        f"partitions = {partitions}",
+        "batch = 500",
+    ]
+    for store, table, columns in (
+        ("civil", civil, CIVIL_COLUMNS),
+        ("population", population, POPULATION_COLUMNS),
+    ):
+        lines += [
+            "[[merge.tables]]",
+            f'store = "{store}"',
+            f'table = "public.{table}"',
+            'person_column = "pin"',
+            "columns = { " + ", ".join(f'{k} = "{v}"' for k, v in columns.items()) + " }",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@contextmanager
+def pipeline(
+    civil: Connection,
+    population: Connection,
+    tmp_path: Path,
+    name: str,
+    *,
+    mergers: int = 1,
+) -> Iterator[Pipeline]:
+    """Tables in both stores, then capture, ``mergers`` merger processes and both sinks."""
+    run = Pipeline(name, civil, population, write_config(tmp_path / "civsync.toml", name))
+    for conn, table, columns, own_key in (
+        (civil, run.civil_table, CIVIL_COLUMNS, True),
+        (population, run.population_table, POPULATION_COLUMNS, False),
+    ):
+        conn.execute(_table_ddl(table, columns, own_key=own_key))
+        conn.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", table))
+        for statement in _write_log_ddl(table):
+            conn.execute(statement)
+    roles = ["capture-civil", "capture-population", "sink-civil", "sink-population"]
+    roles += [f"merger-{n}" for n in range(mergers)]
+    try:
+        for role in roles:
+            run.start(role)
+        wait_caught_up(civil, run.civil_table)  # the slots exist: every change from now is captured
+        wait_caught_up(population, run.population_table)
+        yield run
+    finally:
+        run.stop_all()
+        drop_slot(civil, run.civil_table)
+        drop_slot(population, run.population_table)
+
+
+def wait_for(
+    check: Callable[[], T], what: str, *, timeout_s: float = 90.0, every: float = 0.3
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s:.0f}s (last: {result!r})")
+        time.sleep(every)
