@@ -14,6 +14,8 @@ from engine.errors import CivsyncError, FatalError, RetriableError
 
 BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
 _SERVER_ERROR = 500
+_CONFLICT = 409
+_REGISTER_ATTEMPTS = 3
 
 
 class RegistryError(CivsyncError):
@@ -58,11 +60,21 @@ class SchemaRegistry:
             raise translate(exc, f"setting {level} on {subject}") from exc
 
     def register(self, subject: str, schema_str: str) -> int:
-        """Register an Avro schema under ``subject`` (idempotent); its id."""
-        try:
-            return int(self.client.register_schema(subject, Schema(schema_str, "AVRO")))
-        except Exception as exc:
-            raise translate(exc, f"registering a schema under {subject}") from exc
+        """Register an Avro schema under ``subject`` (idempotent); its id.
+
+        Two processes registering a new subject at once can make the loser's request fail
+        with 409 (Apicurio: the artifact already exists); the retry then finds the schema.
+        """
+        for attempt in range(_REGISTER_ATTEMPTS):
+            try:
+                return int(self.client.register_schema(subject, Schema(schema_str, "AVRO")))
+            except SchemaRegistryError as exc:
+                raced = exc.http_status_code == _CONFLICT and "already exists" in exc.error_message
+                if not raced or attempt == _REGISTER_ATTEMPTS - 1:
+                    raise translate(exc, f"registering a schema under {subject}") from exc
+            except Exception as exc:
+                raise translate(exc, f"registering a schema under {subject}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def compatibility(self, subject: str) -> str:
         try:

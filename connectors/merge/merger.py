@@ -60,6 +60,7 @@ class MergerConfig:
     poll_s: float = 0.05
     replication_factor: int = 1
     transaction_timeout_ms: int = 10_000
+    session_timeout_ms: int = 10_000
 
 
 class Merger:
@@ -104,6 +105,8 @@ class Merger:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "cooperative-sticky",
+                # a member that dies hands its partitions over within this time
+                "session.timeout.ms": self._config.session_timeout_ms,
             }
         )
         producer = TransactionalProducer(

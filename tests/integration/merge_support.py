@@ -52,7 +52,8 @@ def _write_log_ddl(table: str) -> list[sql.Composed]:
             " VALUES (NEW.pin, pg_replication_origin_session_is_setup()); RETURN NEW; END $$"
         ).format(fn=sql.Identifier(fn), log=sql.Identifier(log)),
         sql.SQL(
-            "CREATE TRIGGER log_write AFTER INSERT OR UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION {fn}()"
+            "CREATE TRIGGER log_write AFTER INSERT OR UPDATE ON {t}"
+            " FOR EACH ROW EXECUTE FUNCTION {fn}()"
         ).format(t=sql.Identifier(table), fn=sql.Identifier(fn)),
     ]
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from civsync.config import CivsyncSettings
@@ -12,6 +16,19 @@ from connectors.postgres import Connection
 from connectors.registry import SchemaRegistry
 from tests.integration.capture_support import q
 from tests.integration.merge_support import pipeline
+
+
+def _civsync(*args: str) -> str:
+    """Run a `civsync` command to completion; its console output (rich writes to stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "civsync.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
 
 
 def _pin(n: int) -> str:
@@ -45,7 +62,7 @@ def test_concurrent_edits_on_both_stores_converge_by_policy(
                 ),
                 (_pin(n), f"Nguyen Van An {n}", f"Số {n} Hàng Bạc, Hà Nội"),
             )
-        rng = random.Random(7)
+        rng = random.Random(7)  # noqa: S311 - test data
         for _ in range(60):  # interleaved edits on both sides
             n = rng.choice(people)
             if rng.random() < 0.5:
@@ -72,3 +89,87 @@ def test_concurrent_edits_on_both_stores_converge_by_policy(
             first = conflict.records[0]
             assert first["decision"] in {"held", "kept"}
             assert first["standing"]["value"] != first["contested"]["value"]
+
+
+def test_a_user_change_costs_one_store_write_and_no_echo(
+    civil: Connection,
+    population: Connection,
+    tmp_path: Path,
+    unique_name: str,
+    settings: CivsyncSettings,
+) -> None:
+    changes = 25
+    with pipeline(civil, population, tmp_path, unique_name) as run:
+        for n in range(changes):
+            civil.execute(
+                q("INSERT INTO {t} (pin, full_name, sex) VALUES (%s, %s, %s)", run.civil_table),
+                (_pin(n), f"Lê Văn Cường {n}", "male"),
+            )
+        for n in range(changes):
+            civil.execute(
+                q("UPDATE {t} SET full_name = %s WHERE pin = %s", run.civil_table),
+                (f"Lê Văn Cường {n} (sửa)", _pin(n)),
+            )
+        run.settle(settings.kafka)
+        time.sleep(3)  # any ping-pong would show up as further writes now
+        civil_writes, population_writes = run.writes("civil"), run.writes("population")
+    assert [w for w in civil_writes if w[1]] == []  # civsync never rewrote the origin store
+    assert len(civil_writes) == 2 * changes  # the users' inserts and updates, nothing else
+    # The other store: at most one civsync write per user change, none by anyone else.
+    assert all(by_civsync for _, by_civsync in population_writes)
+    assert changes <= len(population_writes) <= 2 * changes
+    assert run.rows("population")[_pin(3)]["full_name"] == "Lê Văn Cường 3 (sửa)"
+
+
+def test_a_held_conflict_waits_for_a_steward_without_delaying_anyone_else(
+    civil: Connection,
+    population: Connection,
+    tmp_path: Path,
+    unique_name: str,
+    settings: CivsyncSettings,
+    registry: SchemaRegistry,
+) -> None:
+    topics_prefix = f"{unique_name}.civsync"
+    with pipeline(civil, population, tmp_path, unique_name) as run:
+        for n in (1, 2):
+            civil.execute(
+                q("INSERT INTO {t} (pin, full_name) VALUES (%s, %s)", run.civil_table),
+                (_pin(n), f"Phạm Thị Dung {n}"),
+            )
+        run.settle(settings.kafka)
+        population.execute(  # population edits a name, which civil-status owns: held
+            q("UPDATE {t} SET full_name = %s WHERE pin = %s", run.population_table),
+            ("Pham Thi Dung", _pin(1)),
+        )
+        civil.execute(  # meanwhile another person changes: must flow regardless
+            q("UPDATE {t} SET full_name = %s WHERE pin = %s", run.civil_table),
+            ("Phạm Thị Dung (đã sửa)", _pin(2)),
+        )
+        run.settle(settings.kafka)
+        assert run.rows("population")[_pin(2)]["full_name"] == "Phạm Thị Dung (đã sửa)"
+        assert run.rows("population")[_pin(1)]["full_name"] == "Phạm Thị Dung 1"  # authority
+
+        conflicts = history(settings.kafka, registry, MergeTopics(topics_prefix))
+        pending = [c for c in conflicts.values() if c.pending]
+        assert [(c.latest["person"], c.latest["field"]) for c in pending] == [
+            (_pin(1), "full_name")
+        ]
+        held = pending[0].latest
+        assert held["contested"] == {**held["contested"], "value": "Pham Thi Dung"}
+        assert held["contested"]["origin"] == "population"
+        assert held["standing"]["origin"] == "civil"
+
+        listed = _civsync("conflicts", "list", "--config", str(run.config))
+        assert held["conflict_id"] in listed
+        assert "1 conflict(s)" in listed
+        _civsync(
+            "conflicts", "resolve", held["conflict_id"], "--by", "steward-hanoi",
+            "--value", "Phạm Thị Dung Anh", "--config", str(run.config),
+        )  # fmt: skip
+        run.settle(settings.kafka)
+        for store in ("civil", "population"):
+            assert run.rows(store)[_pin(1)]["full_name"] == "Phạm Thị Dung Anh"
+        closed = history(settings.kafka, registry, MergeTopics(topics_prefix))[held["conflict_id"]]
+        assert [r["decision"] for r in closed.records] == ["held", "resolved"]
+        assert closed.latest["actor"] == "steward-hanoi"
+        assert closed.latest["outcome"]["value"] == "Phạm Thị Dung Anh"

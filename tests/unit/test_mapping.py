@@ -1,0 +1,209 @@
+"""From captured row changes to person edits: only the mapped fields a change set, with the
+event's clock, id and store; unusable changes are refused with a quarantine reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.events import Hlc, Value
+from engine.mapping import PersonEdit, PersonMapper, TableMapping, UnusableChange
+from engine.merge import FieldEdit
+
+BIRTHS = TableMapping(
+    store="civil",
+    table="civil.birth_registration",
+    person_column="person_id",
+    columns={"full_name": "name", "birth_date": "dob", "sex": "sex"},
+)
+RESIDENTS = TableMapping(
+    store="population",
+    table="population.resident",
+    person_column="pin",
+    columns={"pin": "pin", "religion": "religion_name", "current_residence": "address"},
+)
+MAPPER = PersonMapper([BIRTHS, RESIDENTS])
+
+
+def _event(
+    op: str,
+    *,
+    before: dict[str, Value] | None = None,
+    after: dict[str, Value] | None = None,
+    store: str = "civil",
+    schema: str = "civil",
+    table: str = "birth_registration",
+    event_id: str = "civil:0000000016b374d8:0",
+    hlc: tuple[int, int, str] = (1_717_000_000_000, 0, "civil"),
+) -> dict[str, Any]:
+    """A decoded change event shaped like ``schemas/change_event.avsc``."""
+    wall_ms, logical, node = hlc
+    return {
+        "event_id": event_id,
+        "op": op,
+        "before": before,
+        "after": after,
+        "unavailable": [],
+        "column_types": {},
+        "source": {
+            "connector": "civsync",
+            "store": store,
+            "db": store,
+            "schema": schema,
+            "table": table,
+            "lsn": 0x16B374D848,
+            "commit_lsn": 0x16B374D8A0,
+            "txid": 771,
+            "ts_ms": wall_ms,
+            "snapshot": "false",
+        },
+        "hlc": {"wall_ms": wall_ms, "logical": logical, "node": node},
+        "ts_ms": wall_ms + 5,
+    }
+
+
+ROW: dict[str, Value] = {
+    "id": 7,
+    "person_id": "P-001",
+    "name": "Nguyễn Văn An",
+    "dob": "1990-05-17",
+    "sex": "M",
+    "registrar": "Phường Bến Nghé",
+}
+
+
+def _fields(event: dict[str, Any]) -> dict[str, Value]:
+    edit = MAPPER.edit_of(event)
+    assert edit is not None
+    return dict(edit.fields)
+
+
+@pytest.mark.parametrize("op", ["c", "r"])
+def test_a_new_or_snapshot_row_gives_only_its_non_null_mapped_columns(op: str) -> None:
+    after = {**ROW, "dob": None}
+    assert _fields(_event(op, after=after)) == {"full_name": "Nguyễn Văn An", "sex": "M"}
+
+
+def test_a_new_row_leaves_out_mapped_columns_it_does_not_carry() -> None:
+    after = {k: v for k, v in ROW.items() if k != "sex"}
+    assert _fields(_event("c", after=after)) == {
+        "full_name": "Nguyễn Văn An",
+        "birth_date": "1990-05-17",
+    }
+
+
+def test_an_update_gives_only_the_mapped_columns_whose_value_changed() -> None:
+    before = {**ROW, "sex": None}
+    after = {**ROW, "name": "Nguyễn Văn Ân", "dob": None, "sex": "F", "registrar": "Quận 3"}
+    assert _fields(_event("u", before=before, after=after)) == {
+        "full_name": "Nguyễn Văn Ân",
+        "birth_date": None,  # cleared: a change to NULL is news when the old row says so
+        "sex": "F",
+    }
+
+
+def test_an_update_leaves_out_a_column_the_log_did_not_carry() -> None:
+    after = {k: v for k, v in ROW.items() if k != "name"}  # an unchanged TOAST-ed value
+    after["sex"] = "F"
+    assert _fields(_event("u", before=ROW, after=after)) == {"sex": "F"}
+
+
+def test_an_update_without_before_gives_every_non_null_mapped_column_present() -> None:
+    after = {k: v for k, v in ROW.items() if k != "sex"}
+    after["dob"] = None
+    assert _fields(_event("u", before=None, after=after)) == {"full_name": "Nguyễn Văn An"}
+
+
+def test_an_update_moving_the_row_to_another_person_restates_every_non_null_mapped_column() -> (
+    None
+):
+    before = {**ROW, "dob": None}
+    after = {**before, "person_id": "P-002"}  # nothing but the person changed
+    edit = MAPPER.edit_of(_event("u", before=before, after=after))
+    assert edit is not None
+    assert edit.person == "P-002"
+    assert dict(edit.fields) == {"full_name": "Nguyễn Văn An", "sex": "M"}
+
+
+def test_an_update_of_only_unmapped_columns_gives_no_edit() -> None:
+    after = {**ROW, "registrar": "Quận 3"}
+    assert MAPPER.edit_of(_event("u", before=ROW, after=after)) is None
+
+
+def test_a_row_without_any_non_null_mapped_column_gives_no_edit() -> None:
+    after = {"id": 8, "person_id": "P-003", "name": None, "dob": None}
+    assert MAPPER.edit_of(_event("c", after=after)) is None
+
+
+def test_a_delete_gives_no_edit() -> None:
+    assert MAPPER.edit_of(_event("d", before=ROW, after=None)) is None
+
+
+@pytest.mark.parametrize(
+    ("store", "schema", "table"),
+    [
+        ("civil", "civil", "death_registration"),  # another table of a mapped store
+        ("population", "civil", "birth_registration"),  # the mapped table, another store
+        ("civil", "public", "birth_registration"),  # the mapped table, another schema
+    ],
+)
+def test_a_change_of_an_unmapped_table_is_unusable(store: str, schema: str, table: str) -> None:
+    event = _event("c", after=ROW, store=store, schema=schema, table=table)
+    with pytest.raises(UnusableChange) as raised:
+        MAPPER.edit_of(event)
+    assert raised.value.reason == "merge.unmapped_table"
+    assert f"{schema}.{table}" in raised.value.detail
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        {**ROW, "person_id": None},
+        {**ROW, "person_id": ""},
+        {k: v for k, v in ROW.items() if k != "person_id"},
+    ],
+    ids=["null", "empty", "absent"],
+)
+def test_a_row_without_a_person_key_is_unusable(after: dict[str, Value]) -> None:
+    with pytest.raises(UnusableChange) as raised:
+        MAPPER.edit_of(_event("c", after=after))
+    assert raised.value.reason == "merge.no_person_key"
+    assert "person_id" in raised.value.detail
+    assert str(raised.value) == raised.value.detail
+
+
+def test_the_edit_carries_the_events_clock_id_and_store() -> None:
+    after = {"id": 1, "pin": 79203001234, "religion_name": "Phật giáo", "address": None}
+    event = _event(
+        "r",
+        after=after,
+        store="population",
+        schema="population",
+        table="resident",
+        event_id="population:00000000000000a0:3",
+        hlc=(1_717_000_000_123, 3, "population"),
+    )
+    assert MAPPER.edit_of(event) == PersonEdit(
+        person="79203001234",  # the person key is always text
+        origin="population",
+        event_id="population:00000000000000a0:3",
+        hlc=Hlc(1_717_000_000_123, 3, "population"),
+        fields={"pin": 79203001234, "religion": "Phật giáo"},
+    )
+
+
+def test_mapping_for_finds_a_table_by_store_and_qualified_name() -> None:
+    assert MAPPER.mapping_for("civil", "civil.birth_registration") is BIRTHS
+    assert MAPPER.mapping_for("population", "population.resident") is RESIDENTS
+    assert MAPPER.mapping_for("population", "civil.birth_registration") is None
+
+
+def test_field_edits_give_one_edit_per_field_in_name_order() -> None:
+    hlc = Hlc(5, 1, "civil")
+    edit = PersonEdit("P-001", "civil", "e1", hlc, {"sex": "F", "birth_date": None, "pin": 7})
+    assert edit.field_edits() == [
+        FieldEdit("birth_date", None, "civil", hlc, "e1"),
+        FieldEdit("pin", 7, "civil", hlc, "e1"),
+        FieldEdit("sex", "F", "civil", hlc, "e1"),
+    ]

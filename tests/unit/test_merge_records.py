@@ -1,0 +1,189 @@
+"""The merger's records: the JSON state changelog gives back exactly the person it stored,
+the Avro records match their schemas, and a person's edits partition is fixed."""
+
+from __future__ import annotations
+
+import io
+import json
+import unicodedata
+from functools import reduce
+from typing import Any
+
+import fastavro
+import fastavro.validation
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.merge.records import (
+    conflict_to_avro,
+    edit_from_avro,
+    edit_to_avro,
+    edits_partition,
+    person_to_avro,
+    state_from_json,
+    state_to_json,
+)
+from engine.events import Hlc, Value
+from engine.mapping import PersonEdit
+from engine.merge import Conflict
+from engine.person import MergedPerson, merge
+from engine.policy import CIVIL, DEFAULT_POLICY, POPULATION, STEWARD
+from schemas import load
+
+
+def _schema(name: str) -> Any:
+    return fastavro.parse_schema(json.loads(load(name)))
+
+
+PERSON, CONFLICT, PERSON_EDIT = _schema("person"), _schema("conflict"), _schema("person_edit")
+
+
+def _edit(origin: str, wall: int, event_id: str, fields: dict[str, Value]) -> PersonEdit:
+    return PersonEdit("079203001234", origin, event_id, Hlc(wall, 1, origin), fields)
+
+
+def _merge_all(edits: list[PersonEdit]) -> tuple[MergedPerson, list[Conflict]]:
+    person, conflicts = MergedPerson.new("079203001234"), []
+    for edit in edits:
+        result = merge(person, edit, DEFAULT_POLICY)
+        person = result.person
+        conflicts += result.conflicts
+    return person, conflicts
+
+
+HISTORY = [
+    _edit(CIVIL, 1, "c1", {"full_name": "Nguyễn Thị Ánh", "sex": "F", "date_of_death": None}),
+    _edit(POPULATION, 2, "p2", {"full_name": "Nguyễn Thị Anh", "religion": "Phật giáo"}),
+    _edit(POPULATION, 3, "p3", {"household": 42, "id_cards": 2.5, "pin": True}),
+    _edit(CIVIL, 4, "c4", {"sex": "Nữ", "household": 7}),  # kept: population owns household
+]
+
+
+def _values(person: MergedPerson) -> list[tuple[type, Value]]:
+    """Every value in the state with its type: True == 1 == 1.0, but not on the wire."""
+    found: list[tuple[type, Value]] = []
+    for _, state in sorted(person.state.fields.items()):
+        edits = [*state.latest.values(), state.earliest]
+        found += [(type(e.value), e.value) for e in edits if e is not None]
+    return found
+
+
+def test_the_state_changelog_gives_back_the_person_with_its_open_conflicts() -> None:
+    person, _ = _merge_all(HISTORY)
+    assert set(person.open_conflicts) == {"full_name"}
+    restored = state_from_json(state_to_json(person))
+    assert restored == person
+    assert _values(restored) == _values(person)
+
+
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False),
+    st.sampled_from(["Nguyễn Văn Ân", "Đặng Thị Hương", "Phường Bến Nghé", ""]),
+    st.text(max_size=8).map(lambda text: unicodedata.normalize("NFC", text)),
+)
+
+edits = st.builds(
+    PersonEdit,
+    person=st.just("079203001234"),
+    origin=st.sampled_from([CIVIL, POPULATION, STEWARD]),
+    event_id=st.text("abc", min_size=1, max_size=3),
+    hlc=st.builds(Hlc, st.integers(0, 5), st.integers(0, 3), st.sampled_from([CIVIL, "m1"])),
+    fields=st.dictionaries(
+        st.sampled_from(["full_name", "religion", "date_of_death"]), values, min_size=1
+    ),
+)
+
+
+@settings(max_examples=200)
+@given(st.lists(edits, max_size=8))
+def test_any_state_survives_the_changelog(history: list[PersonEdit]) -> None:
+    person, _ = _merge_all(history)
+    restored = state_from_json(state_to_json(person))
+    assert restored == person
+    assert _values(restored) == _values(person)
+
+
+def test_the_changelog_keeps_vietnamese_text_exact() -> None:
+    name = unicodedata.normalize("NFC", "Trần Thị Thủy")
+    person, _ = _merge_all([_edit(CIVIL, 1, "c1", {"full_name": name})])
+    payload = state_to_json(person)
+    assert name.encode() in payload  # UTF-8 NFC bytes, not escapes or another normal form
+    [edit] = state_from_json(payload).state.fields["full_name"].latest.values()
+    assert edit.value == name
+
+
+def _validate(record: dict[str, Any], schema: Any) -> None:
+    fastavro.validation.validate(record, schema, raise_errors=True)
+
+
+def test_a_person_record_matches_its_schema_and_names_the_open_conflict() -> None:
+    person, _ = _merge_all(HISTORY)
+    record = person_to_avro(person, DEFAULT_POLICY)
+    _validate(record, PERSON)
+    assert (record["person"], record["version"]) == ("079203001234", person.version)
+    name = record["fields"]["full_name"]
+    assert (name["value"], name["rule"]) == ("Nguyễn Thị Ánh", "authority")
+    assert name["standing"]["event_id"] == "c1"
+    assert name["held"]["event_id"] == "p2"
+    assert name["conflict_id"] == person.open_conflicts["full_name"].conflict_id
+    household = record["fields"]["household"]
+    assert (household["value"], household["held"], household["conflict_id"]) == (42, None, None)
+    assert record["fields"]["date_of_death"]["value"] is None
+
+
+def test_every_conflict_record_matches_its_schema() -> None:
+    person, conflicts = _merge_all(HISTORY)
+    decision = PersonEdit(
+        "079203001234",
+        STEWARD,
+        "steward:1",
+        Hlc(9, 0, "steward:x"),
+        {"full_name": "Nguyễn Thị Anh"},
+        resolves=person.open_conflicts["full_name"].conflict_id,
+        actor="x",
+    )
+    conflicts += merge(person, decision, DEFAULT_POLICY).conflicts
+    conflicts += _merge_all([*HISTORY, _edit(CIVIL, 9, "c9", {"full_name": "Anh"})])[1][-2:]
+    assert {c.decision for c in conflicts} == {"held", "kept", "resolved", "superseded"}
+    for conflict in conflicts:
+        record = conflict_to_avro(conflict)
+        _validate(record, CONFLICT)
+        assert record["conflict_id"] == conflict.conflict_id
+        assert record["decision"] == conflict.decision
+        assert record["actor"] == conflict.actor
+
+
+@settings(max_examples=200)
+@given(edits, st.one_of(st.none(), st.text(max_size=5)), st.one_of(st.none(), st.text()))
+def test_an_edit_record_matches_its_schema_and_gives_back_the_edit(
+    edit: PersonEdit, resolves: str | None, actor: str | None
+) -> None:
+    edit = PersonEdit(
+        edit.person, edit.origin, edit.event_id, edit.hlc, edit.fields, resolves, actor
+    )
+    record = edit_to_avro(edit)
+    _validate(record, PERSON_EDIT)
+    assert edit_from_avro(record) == edit
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, PERSON_EDIT, record)
+    buffer.seek(0)
+    decoded = edit_from_avro(fastavro.schemaless_reader(buffer, PERSON_EDIT, None))
+    assert decoded == edit
+    assert [type(v) for v in decoded.fields.values()] == [type(v) for v in edit.fields.values()]
+
+
+@pytest.mark.parametrize(
+    ("person", "partitions", "expected"),
+    [("p1", 12, 7), ("079203001234", 12, 4), ("Nguyễn", 3, 1), ("p1", 1, 0)],
+)
+def test_a_persons_edits_partition_is_fixed(person: str, partitions: int, expected: int) -> None:
+    assert edits_partition(person, partitions) == expected  # the same in every process
+
+
+@given(st.text(), st.integers(1, 256))
+def test_the_edits_partition_is_within_range(person: str, partitions: int) -> None:
+    assert 0 <= edits_partition(person, partitions) < partitions

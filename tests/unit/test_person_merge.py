@@ -1,0 +1,230 @@
+"""Merging person edits under the default policy: the version grows with the merged view,
+authority conflicts are held, then resolved by a steward or superseded by a later edit, and
+the merged view does not depend on the order edits arrive in."""
+
+from __future__ import annotations
+
+from functools import reduce
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.events import Hlc, Value
+from engine.mapping import PersonEdit
+from engine.merge import Conflict, FieldEdit
+from engine.person import MergedPerson, MergeResult, merge
+from engine.policy import CIVIL, DEFAULT_POLICY, POPULATION, STEWARD, Rule
+
+NAME = "full_name"  # civil is the authority
+RELIGION = "religion"  # population is the authority
+
+
+def _edit(
+    origin: str,
+    wall: int,
+    event_id: str,
+    fields: dict[str, Value],
+    *,
+    resolves: str | None = None,
+    actor: str | None = None,
+) -> PersonEdit:
+    return PersonEdit("p1", origin, event_id, Hlc(wall, 0, origin), fields, resolves, actor)
+
+
+def _field(edit: PersonEdit, name: str) -> FieldEdit:
+    return FieldEdit(name, edit.fields[name], edit.origin, edit.hlc, edit.event_id)
+
+
+def _apply(person: MergedPerson, *edits: PersonEdit) -> tuple[MergedPerson, list[MergeResult]]:
+    results = []
+    for edit in edits:
+        result = merge(person, edit, DEFAULT_POLICY)
+        results.append(result)
+        person = result.person
+    return person, results
+
+
+CIVIL_AN = _edit(CIVIL, 1, "c1", {NAME: "Nguyễn Văn An"})
+POPULATION_AN_HAT = _edit(POPULATION, 2, "p2", {NAME: "Nguyễn Văn Ân"})
+
+
+def test_a_new_person_has_version_zero_and_no_fields() -> None:
+    person = MergedPerson.new("p1")
+    assert (person.state.person, person.version, person.open_conflicts) == ("p1", 0, {})
+    assert person.view(DEFAULT_POLICY) == {}
+
+
+def test_the_version_grows_by_one_only_when_the_merged_view_changes() -> None:
+    person = MergedPerson.new("p1")
+    both = _edit(CIVIL, 1, "c1", {NAME: "Nguyễn Văn An", "sex": "M"})
+    person, [first] = _apply(person, both)
+    assert (first.changed, person.version) == (True, 1)  # two fields, one version
+
+    same, [duplicate] = _apply(person, both)
+    assert (duplicate.changed, duplicate.conflicts, same) == (False, [], person)
+
+    older = _edit(POPULATION, 0, "p0", {NAME: "Nguyễn Văn Ân"})
+    person, [kept] = _apply(person, older)
+    assert (kept.changed, person.version) == (False, 1)  # discarded: the view is the same
+    assert [c.decision for c in kept.conflicts] == ["kept"]
+
+    person, [renamed] = _apply(person, _edit(CIVIL, 3, "c3", {NAME: "Nguyễn Văn Bình"}))
+    assert (renamed.changed, person.version) == (True, 2)
+    assert person.view(DEFAULT_POLICY)[NAME].value == "Nguyễn Văn Bình"
+
+
+def test_a_newer_differing_edit_of_the_other_store_is_held_as_an_open_conflict() -> None:
+    person, [_, held] = _apply(MergedPerson.new("p1"), CIVIL_AN, POPULATION_AN_HAT)
+    conflict = Conflict(
+        "p1",
+        NAME,
+        Rule.AUTHORITY,
+        "held",
+        _field(CIVIL_AN, NAME),
+        _field(POPULATION_AN_HAT, NAME),
+    )
+    assert held.conflicts == [conflict]
+    assert held.changed
+    assert person.open_conflicts == {NAME: conflict}
+    outcome = person.view(DEFAULT_POLICY)[NAME]
+    assert outcome.value == "Nguyễn Văn An"
+    assert outcome.held == _field(POPULATION_AN_HAT, NAME)
+    assert conflict.conflict_id == "p1:full_name:c1:p2"
+
+
+def _closing(result: MergeResult) -> list[Conflict]:
+    return [c for c in result.conflicts if c.decision in ("resolved", "superseded")]
+
+
+@pytest.mark.parametrize("value", ["Nguyễn Văn Ân", "Nguyễn Văn An", "Nguyễn Văn Ấn"])
+def test_a_steward_decision_resolves_the_held_conflict(value: str) -> None:
+    person, [_, held] = _apply(MergedPerson.new("p1"), CIVIL_AN, POPULATION_AN_HAT)
+    [raised] = held.conflicts
+    decision = _edit(
+        STEWARD, 3, "s3", {NAME: value}, resolves=raised.conflict_id, actor="x"
+    )
+    person, [result] = _apply(person, decision)
+    [closed] = _closing(result)
+    assert closed.conflict_id == raised.conflict_id
+    assert (closed.decision, closed.actor) == ("resolved", "x")
+    assert closed.outcome == _field(decision, NAME)
+    assert NAME not in person.open_conflicts
+    outcome = person.view(DEFAULT_POLICY)[NAME]
+    assert (outcome.value, outcome.provenance, outcome.held) == (
+        value,
+        _field(decision, NAME),
+        None,
+    )
+
+
+@pytest.mark.parametrize("value", ["Nguyễn Văn Ân", "Nguyễn Văn Bình"])
+def test_a_newer_edit_of_the_authority_supersedes_the_held_conflict(value: str) -> None:
+    person, [_, held] = _apply(MergedPerson.new("p1"), CIVIL_AN, POPULATION_AN_HAT)
+    [raised] = held.conflicts
+    later = _edit(CIVIL, 3, "c3", {NAME: value})
+    person, [result] = _apply(person, later)
+    [closed] = _closing(result)
+    assert closed.conflict_id == raised.conflict_id
+    assert (closed.decision, closed.actor) == ("superseded", None)
+    assert closed.outcome == _field(later, NAME)
+    assert NAME not in person.open_conflicts
+    assert person.view(DEFAULT_POLICY)[NAME].held is None
+
+
+def test_a_conflict_on_one_field_leaves_the_others_alone() -> None:
+    person, _ = _apply(
+        MergedPerson.new("p1"),
+        _edit(CIVIL, 1, "c1", {NAME: "An", RELIGION: "Không"}),
+        _edit(POPULATION, 2, "p2", {NAME: "Ân", RELIGION: "Phật giáo"}),
+    )
+    assert set(person.open_conflicts) == {NAME}  # religion belongs to population
+    view = person.view(DEFAULT_POLICY)
+    assert (view[NAME].value, view[RELIGION].value) == ("An", "Phật giáo")
+
+
+@pytest.mark.parametrize(
+    ("population_wall", "decision"),
+    [(2, "held"), (0, "kept")],
+    ids=["newer-held", "older-kept"],
+)
+def test_a_displaced_value_of_the_other_store_is_the_same_conflict_in_either_order(
+    population_wall: int, decision: str
+) -> None:
+    population = _edit(POPULATION, population_wall, "p", {NAME: "Nguyễn Văn Ân"})
+    records = []
+    for order in [(CIVIL_AN, population), (population, CIVIL_AN)]:
+        _, results = _apply(MergedPerson.new("p1"), *order)
+        records.append([c for r in results for c in r.conflicts])
+    [[authority_first], [authority_last]] = records
+    assert authority_first.decision == authority_last.decision == decision
+    assert authority_first.conflict_id == authority_last.conflict_id == "p1:full_name:c1:p"
+
+
+def test_a_held_conflict_that_is_no_longer_open_has_been_closed() -> None:
+    """Every conflict raised as held gets a closing record or is still open: a new standing
+    edit of the authority that still leaves the other store's edit held must not drop the
+    conflict already raised for it (its record on civsync.conflicts would stay held)."""
+    _, results = _apply(
+        MergedPerson.new("p1"),
+        _edit(CIVIL, 1, "c1", {NAME: "An"}),
+        _edit(POPULATION, 5, "p5", {NAME: "Ân"}),  # held: p1:full_name:c1:p5
+        _edit(CIVIL, 2, "c2", {NAME: "Ấn"}),  # newer than c1, older than p5: still held
+    )
+    person = results[-1].person
+    conflicts = [c for r in results for c in r.conflicts]
+    raised = {c.conflict_id for c in conflicts if c.decision == "held"}
+    closed = {c.conflict_id for c in conflicts if c.decision in ("resolved", "superseded")}
+    assert raised - closed == {c.conflict_id for c in person.open_conflicts.values()}
+
+
+# --- order independence ---
+
+FIELDS = [NAME, RELIGION, "sex"]
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[PersonEdit]:
+    """Edits from both stores and stewards; every edit has its own clock and event id."""
+    count = draw(st.integers(1, 8))
+    edits = []
+    for i in range(count):
+        origin = draw(st.sampled_from([CIVIL, POPULATION, STEWARD]))
+        fields = draw(
+            st.dictionaries(
+                st.sampled_from(FIELDS), st.sampled_from(["An", "Ân", None]), min_size=1
+            )
+        )
+        hlc = Hlc(draw(st.integers(0, 3)), i, origin)
+        edits.append(PersonEdit("p1", origin, f"{origin}:{i}", hlc, fields))
+    return edits
+
+
+def _merge_all(edits: list[PersonEdit]) -> MergedPerson:
+    return reduce(
+        lambda person, edit: merge(person, edit, DEFAULT_POLICY).person,
+        edits,
+        MergedPerson.new("p1"),
+    )
+
+
+@settings(max_examples=300)
+@given(st.data(), histories())
+def test_any_arrival_order_gives_the_same_merged_view(
+    data: st.DataObject, edits: list[PersonEdit]
+) -> None:
+    shuffled = data.draw(st.permutations(edits))
+    in_order, out_of_order = _merge_all(edits), _merge_all(shuffled)
+    assert out_of_order.view(DEFAULT_POLICY) == in_order.view(DEFAULT_POLICY)
+    assert out_of_order.state == in_order.state
+
+
+@settings(max_examples=300)
+@given(histories())
+def test_an_open_conflict_always_contests_the_held_edit(edits: list[PersonEdit]) -> None:
+    person = _merge_all(edits)
+    for name, outcome in person.view(DEFAULT_POLICY).items():
+        conflict = person.open_conflicts.get(name)
+        assert (None if conflict is None else conflict.contested) == outcome.held
+    assert set(person.open_conflicts) <= set(person.state.fields)
+
