@@ -51,13 +51,16 @@ from engine.mapping import PersonMapper, UnusableChange
 from engine.person import MergedPerson, merge
 
 log = structlog.get_logger(__name__)
+# A fetch waits at most this long for new records (librdkafka's default, 500 ms, would be
+# added to the latency of every hop whose transactions have just committed).
+_FETCH_WAIT_MS = 20
 
 
 @dataclass(frozen=True)
 class MergerConfig:
     settings: MergeSettings
     instance: str = "0"  # stable per process: its transactional id, so a restart fences
-    poll_s: float = 0.05
+    poll_s: float = 0.02
     replication_factor: int = 1
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 10_000
@@ -105,6 +108,7 @@ class Merger:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "cooperative-sticky",
+                "fetch.wait.max.ms": _FETCH_WAIT_MS,
                 # a member that dies hands its partitions over within this time
                 "session.timeout.ms": self._config.session_timeout_ms,
             }

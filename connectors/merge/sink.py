@@ -45,6 +45,9 @@ from engine.errors import FatalError
 from engine.mapping import TableMapping
 
 log = structlog.get_logger(__name__)
+# A fetch waits at most this long for new records (librdkafka's default, 500 ms, would be
+# added to the latency of every hop whose transactions have just committed).
+_FETCH_WAIT_MS = 20
 
 _APPLIED_DDL = """
 CREATE SCHEMA IF NOT EXISTS _civsync;
@@ -199,7 +202,7 @@ class StoreSink:
         kafka: KafkaSettings,
         registry: SchemaRegistry,
         *,
-        poll_s: float = 0.05,
+        poll_s: float = 0.02,
     ) -> None:
         self._store, self._store_settings, self._merge = store, store_settings, merge
         self._kafka, self._poll_s = kafka, poll_s
@@ -219,6 +222,7 @@ class StoreSink:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "cooperative-sticky",
+                "fetch.wait.max.ms": _FETCH_WAIT_MS,
             }
         )
         topics = MergeTopics(self._merge.topic_prefix)

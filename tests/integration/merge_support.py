@@ -42,14 +42,20 @@ def _table_ddl(table: str, columns: dict[str, str], *, own_key: bool) -> sql.Com
 
 
 def _write_log_ddl(table: str) -> list[sql.Composed]:
-    """Every write to ``table`` logged with whether civsync made it (a bound origin)."""
+    """Every write to ``table`` logged with whether civsync made it (a bound origin), the
+    name and residence written, and when (for end-to-end latency)."""
     log, fn = f"{table}_writes", f"{table}_log_write"
     return [
-        q("CREATE TABLE {t} (pin text, by_civsync boolean, at timestamptz DEFAULT now())", log),
+        q(
+            "CREATE TABLE {t} (pin text, by_civsync boolean, full_name text,"
+            " permanent_residence text, at timestamptz DEFAULT clock_timestamp())",
+            log,
+        ),
         sql.SQL(
             "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-            " INSERT INTO {log} (pin, by_civsync)"
-            " VALUES (NEW.pin, pg_replication_origin_session_is_setup()); RETURN NEW; END $$"
+            " INSERT INTO {log} (pin, by_civsync, full_name, permanent_residence)"
+            " VALUES (NEW.pin, pg_replication_origin_session_is_setup(), NEW.full_name,"
+            " NEW.permanent_residence); RETURN NEW; END $$"
         ).format(fn=sql.Identifier(fn), log=sql.Identifier(log)),
         sql.SQL(
             "CREATE TRIGGER log_write AFTER INSERT OR UPDATE ON {t}"

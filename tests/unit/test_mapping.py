@@ -115,9 +115,7 @@ def test_an_update_without_before_gives_every_non_null_mapped_column_present() -
     assert _fields(_event("u", before=None, after=after)) == {"full_name": "Nguyễn Văn An"}
 
 
-def test_an_update_moving_the_row_to_another_person_restates_every_non_null_mapped_column() -> (
-    None
-):
+def test_an_update_moving_the_row_to_another_person_restates_its_non_null_fields() -> None:
     before = {**ROW, "dob": None}
     after = {**before, "person_id": "P-002"}  # nothing but the person changed
     edit = MAPPER.edit_of(_event("u", before=before, after=after))
@@ -132,7 +130,7 @@ def test_an_update_of_only_unmapped_columns_gives_no_edit() -> None:
 
 
 def test_a_row_without_any_non_null_mapped_column_gives_no_edit() -> None:
-    after = {"id": 8, "person_id": "P-003", "name": None, "dob": None}
+    after: dict[str, Value] = {"id": 8, "person_id": "P-003", "name": None, "dob": None}
     assert MAPPER.edit_of(_event("c", after=after)) is None
 
 
@@ -174,7 +172,12 @@ def test_a_row_without_a_person_key_is_unusable(after: dict[str, Value]) -> None
 
 
 def test_the_edit_carries_the_events_clock_id_and_store() -> None:
-    after = {"id": 1, "pin": 79203001234, "religion_name": "Phật giáo", "address": None}
+    after: dict[str, Value] = {
+        "id": 1,
+        "pin": 79203001234,
+        "religion_name": "Phật giáo",
+        "address": None,
+    }
     event = _event(
         "r",
         after=after,

@@ -101,9 +101,7 @@ def _closing(result: MergeResult) -> list[Conflict]:
 def test_a_steward_decision_resolves_the_held_conflict(value: str) -> None:
     person, [_, held] = _apply(MergedPerson.new("p1"), CIVIL_AN, POPULATION_AN_HAT)
     [raised] = held.conflicts
-    decision = _edit(
-        STEWARD, 3, "s3", {NAME: value}, resolves=raised.conflict_id, actor="x"
-    )
+    decision = _edit(STEWARD, 3, "s3", {NAME: value}, resolves=raised.conflict_id, actor="x")
     person, [result] = _apply(person, decision)
     [closed] = _closing(result)
     assert closed.conflict_id == raised.conflict_id
@@ -208,7 +206,7 @@ def _merge_all(edits: list[PersonEdit]) -> MergedPerson:
     )
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.data(), histories())
 def test_any_arrival_order_gives_the_same_merged_view(
     data: st.DataObject, edits: list[PersonEdit]
@@ -219,7 +217,7 @@ def test_any_arrival_order_gives_the_same_merged_view(
     assert out_of_order.state == in_order.state
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(histories())
 def test_an_open_conflict_always_contests_the_held_edit(edits: list[PersonEdit]) -> None:
     person = _merge_all(edits)
@@ -227,4 +225,3 @@ def test_an_open_conflict_always_contests_the_held_edit(edits: list[PersonEdit])
         conflict = person.open_conflicts.get(name)
         assert (None if conflict is None else conflict.contested) == outcome.held
     assert set(person.open_conflicts) <= set(person.state.fields)
-
