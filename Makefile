@@ -14,10 +14,12 @@ run: setup services-up            ## start Kafka, the registry and both stores; 
 
 test: setup lint services-up      ## lint, every test against the real services, benchmark smoke runs
 	$(BIN)/pytest
-	$(BIN)/python bench/capture.py --smoke
+	$(BIN)/python -m bench.capture --smoke
+	$(BIN)/python -m bench.e2e --smoke
 
 bench: setup services-up          ## the full benchmarks (minutes; on demand, never in CI)
-	$(BIN)/python bench/capture.py
+	$(BIN)/python -m bench.capture
+	$(BIN)/python -m bench.e2e
 
 test-unit: venv                   ## the fast room only: no services
 	$(BIN)/pytest tests/unit

@@ -92,6 +92,9 @@ class PersonMapper:
         prior = before if event["op"] == "u" else None
         if prior is not None and prior.get(mapping.person_column) != person:
             prior = None  # the row now belongs to another person: every field is news
+        # A new row's empty column says nothing; an update without the old row (no REPLICA
+        # IDENTITY FULL) restates every column it carries, NULLs included.
+        restates_nulls = event["op"] == "u" and before is None
         fields = {
             name: after[column]
             for name, column in mapping.columns.items()
@@ -99,7 +102,7 @@ class PersonMapper:
             and (
                 prior.get(column) != after[column]
                 if prior is not None
-                else after[column] is not None  # a new row's empty column says nothing
+                else restates_nulls or after[column] is not None
             )
         }
         if not fields:

@@ -55,6 +55,8 @@ class FieldState:
         earliest = self.earliest
         if earliest is None or edit.rank < earliest.rank:
             earliest = edit
+        if latest is self.latest and earliest is self.earliest:
+            return self  # nothing new: callers test identity, not deep equality
         return FieldState(latest, earliest)
 
 
@@ -130,7 +132,7 @@ class PersonState:
         """The state after ``edit``, and the conflicts it raised (none on a duplicate)."""
         before = self.fields.get(edit.field, FieldState())
         after = before.add(edit)
-        if after == before:
+        if after is before:
             return self, []
         state = PersonState(self.person, {**self.fields, edit.field: after})
         return state, self._conflicts(edit, after, decide(after, policy), policy)

@@ -51,19 +51,25 @@ def merge(
         state, raised = state.apply(field_edit, policies[field_edit.field])
         records += raised
     open_conflicts = dict(person.open_conflicts)
+    raised = {c.field: c for c in records if c.decision == "held"}
     for name in touched:
         outcome = state.outcome(name, policies[name])
         current = open_conflicts.get(name)
-        if current is not None and current.contested != outcome.held:
+        replaced = name in raised and raised[name].conflict_id != _id_of(current)
+        if current is not None and (current.contested != outcome.held or replaced):
             records.append(_closed(current, outcome.provenance, edit))
             del open_conflicts[name]
-    for conflict in records:
-        if conflict.decision == "held":
-            open_conflicts[conflict.field] = conflict
+    open_conflicts.update(raised)
+    if state is person.state and not records:  # a duplicate: nothing moved
+        return MergeResult(person, [], changed=False)
     after = {name: state.outcome(name, policies[name]) for name in touched}
     changed = after != before
     merged = MergedPerson(state, person.version + int(changed), open_conflicts)
     return MergeResult(merged, records, changed)
+
+
+def _id_of(conflict: Conflict | None) -> str | None:
+    return None if conflict is None else conflict.conflict_id
 
 
 def _closed(conflict: Conflict, standing: FieldEdit | None, edit: PersonEdit) -> Conflict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -86,17 +87,13 @@ class TopicAdmin:
         deadline = time.monotonic() + self._timeout_s
         while True:
             try:
-                topic = self._admin.list_topics(topic=name, timeout=self._timeout_s).topics[name]
-                resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-                entries = self._admin.describe_configs([resource])[resource].result(self._timeout_s)
+                topic, entries = self._metadata(name)
                 break
             except KafkaException as exc:
                 unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
                 if not unknown or time.monotonic() > deadline:
                     raise translate(exc, f"describing topic {name}") from exc
                 time.sleep(0.2)
-        if topic.error is not None:
-            raise translate(topic.error, f"describing topic {name}")
         replicas = {len(p.replicas) for p in topic.partitions.values()}
         return TopicState(
             name=name,
@@ -104,6 +101,14 @@ class TopicAdmin:
             replication_factor=min(replicas, default=0),
             config={key: entry.value for key, entry in entries.items()},
         )
+
+    def _metadata(self, name: str) -> tuple[Any, dict[str, Any]]:
+        """The topic's metadata and config entries; KafkaException if the broker has none."""
+        topic = self._admin.list_topics(topic=name, timeout=self._timeout_s).topics[name]
+        if topic.error is not None:
+            raise KafkaException(topic.error)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+        return topic, self._admin.describe_configs([resource])[resource].result(self._timeout_s)
 
     def delete(self, names: list[str]) -> None:
         if not names:

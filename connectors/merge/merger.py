@@ -229,7 +229,7 @@ class Merger:
                 conflict_to_avro(conflict),
             )
             metrics.CONFLICTS.labels(conflict.field, str(conflict.rule), conflict.decision).inc()
-        if result.person != person:
+        if result.person is not person:
             people[edit.person] = result.person
             key = (partition, edit.person)
             dirty[key] = dirty.get(key, False) or result.changed

@@ -13,6 +13,7 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from connectors.kafka.admin import FOREVER, TopicSpec
@@ -25,6 +26,9 @@ from engine.person import MergedPerson
 from engine.policy import FieldPolicy, Rule
 from schemas import load
 
+_PERSON_KEY, _PERSON_EDIT, _PERSON = load("person_key"), load("person_edit"), load("person")
+_CONFLICT_KEY, _CONFLICT = load("conflict_key"), load("conflict")
+
 
 @dataclass(frozen=True)
 class MergeTopics:
@@ -36,21 +40,21 @@ class MergeTopics:
 
     prefix: str = "civsync"
 
-    @property
+    @cached_property
     def edits(self) -> AvroTopic:
-        return AvroTopic(f"{self.prefix}.merge.edits", load("person_key"), load("person_edit"))
+        return AvroTopic(f"{self.prefix}.merge.edits", _PERSON_KEY, _PERSON_EDIT)
 
     @property
     def state(self) -> str:
         return f"{self.prefix}.merge.state"
 
-    @property
+    @cached_property
     def person(self) -> AvroTopic:
-        return AvroTopic(f"{self.prefix}.person", load("person_key"), load("person"))
+        return AvroTopic(f"{self.prefix}.person", _PERSON_KEY, _PERSON)
 
-    @property
+    @cached_property
     def conflicts(self) -> AvroTopic:
-        return AvroTopic(f"{self.prefix}.conflicts", load("conflict_key"), load("conflict"))
+        return AvroTopic(f"{self.prefix}.conflicts", _CONFLICT_KEY, _CONFLICT)
 
     def specs(self, partitions: int, replication_factor: int = 1) -> list[TopicSpec]:
         """The merger's topics; every merger and sink ensures them, identically."""

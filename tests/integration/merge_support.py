@@ -51,6 +51,9 @@ def _write_log_ddl(table: str) -> list[sql.Composed]:
             " permanent_residence text, at timestamptz DEFAULT clock_timestamp())",
             log,
         ),
+        # the benchmark looks values up by tag prefix (LIKE 'tag-%')
+        q("CREATE INDEX ON {t} (full_name text_pattern_ops)", log),
+        q("CREATE INDEX ON {t} (permanent_residence text_pattern_ops)", log),
         sql.SQL(
             "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
             " INSERT INTO {log} (pin, by_civsync, full_name, permanent_residence)"

@@ -109,10 +109,13 @@ def test_an_update_leaves_out_a_column_the_log_did_not_carry() -> None:
     assert _fields(_event("u", before=ROW, after=after)) == {"sex": "F"}
 
 
-def test_an_update_without_before_gives_every_non_null_mapped_column_present() -> None:
+def test_an_update_without_before_restates_every_mapped_column_present_nulls_included() -> None:
     after = {k: v for k, v in ROW.items() if k != "sex"}
-    after["dob"] = None
-    assert _fields(_event("u", before=None, after=after)) == {"full_name": "Nguyễn Văn An"}
+    after["dob"] = None  # without the old row, a NULL may be a change: it is restated
+    assert _fields(_event("u", before=None, after=after)) == {
+        "full_name": "Nguyễn Văn An",
+        "birth_date": None,
+    }
 
 
 def test_an_update_moving_the_row_to_another_person_restates_its_non_null_fields() -> None:
