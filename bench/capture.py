@@ -5,7 +5,8 @@ then `civsync capture run` is started and timed until its slot has confirmed the
 Snapshot: a table of M rows gets a fresh slot; capture reads it through the initial
 (incremental, DBLog) snapshot and is timed until the job is done.
 Each figure is the median of --runs runs, with min and max; results go to
-bench/results/capture.json. Run from the repository root: `python -m bench.capture` (full) or `--smoke`.
+bench/results/capture.json. Run from the repository root: `python -m bench.capture` (full)
+or `--smoke`.
 """
 
 from __future__ import annotations

@@ -48,20 +48,20 @@ def merge(
     touched = sorted(edit.fields)
     before = {name: state.outcome(name, policies[name]) for name in touched}
     for field_edit in edit.field_edits():
-        state, raised = state.apply(field_edit, policies[field_edit.field])
-        records += raised
+        state, found = state.apply(field_edit, policies[field_edit.field])
+        records += found
+    if state is person.state:  # a duplicate: nothing moved
+        return MergeResult(person, [], changed=False)
     open_conflicts = dict(person.open_conflicts)
-    raised = {c.field: c for c in records if c.decision == "held"}
+    held = {c.field: c for c in records if c.decision == "held"}
     for name in touched:
         outcome = state.outcome(name, policies[name])
         current = open_conflicts.get(name)
-        replaced = name in raised and raised[name].conflict_id != _id_of(current)
+        replaced = name in held and held[name].conflict_id != _id_of(current)
         if current is not None and (current.contested != outcome.held or replaced):
             records.append(_closed(current, outcome.provenance, edit))
             del open_conflicts[name]
-    open_conflicts.update(raised)
-    if state is person.state and not records:  # a duplicate: nothing moved
-        return MergeResult(person, [], changed=False)
+    open_conflicts.update(held)
     after = {name: state.outcome(name, policies[name]) for name in touched}
     changed = after != before
     merged = MergedPerson(state, person.version + int(changed), open_conflicts)
