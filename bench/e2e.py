@@ -229,7 +229,7 @@ def _summary(values: list[float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, help="people per store (20,000; smoke 500)")
-    parser.add_argument("--rates", type=float, nargs="+", default=[1000, 2000, 5000])
+    parser.add_argument("--rates", type=float, nargs="+", default=[500, 1000, 2000])
     parser.add_argument("--seconds", type=float, default=20.0, help="per offered rate")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="small sizes, one run (for CI)")

@@ -130,14 +130,23 @@ class AvroProducer:
         value: Mapping[str, Any] | None,
         *,
         partition: int | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         """Queue one record; a ``value`` of None is a tombstone."""
         encoded_key = self._encode(topic, MessageField.KEY, key)
         encoded_value = None if value is None else self._encode(topic, MessageField.VALUE, value)
-        self.produce_bytes(topic.name, encoded_key, encoded_value, partition=partition)
+        self.produce_bytes(
+            topic.name, encoded_key, encoded_value, partition=partition, headers=headers
+        )
 
     def produce_bytes(
-        self, topic: str, key: bytes, value: bytes | None, *, partition: int | None = None
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes | None,
+        *,
+        partition: int | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         """Queue one record already encoded (internal topics that are not Avro)."""
         while True:
@@ -148,6 +157,7 @@ class AvroProducer:
                     key=key,
                     partition=-1 if partition is None else partition,  # -1: the partitioner
                     on_delivery=self._delivered,
+                    headers=headers,
                 )
             except BufferError:
                 self._producer.poll(0.1)  # queue full: serve delivery reports, then retry

@@ -47,10 +47,14 @@ from connectors.merge.settings import MergeSettings
 from connectors.quarantine import QUARANTINE, as_json, quarantine_record
 from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
 from connectors.settings import KafkaSettings
-from engine.mapping import PersonMapper, UnusableChange
+from engine.mapping import PersonEdit, PersonMapper, UnusableChange
 from engine.person import MergedPerson, merge
 
 log = structlog.get_logger(__name__)
+# Header of an edit merged by the process that re-keyed it, because that process owned the
+# person's partition. The merge and the edit commit in one transaction, so whoever owns the
+# partition when the edit is read already has its effect in the state changelog: it skips it.
+MERGED_HEADER = "civsync-merged"
 # A fetch waits at most this long for new records (librdkafka's default, 500 ms, would be
 # added to the latency of every hop whose transactions have just committed).
 _FETCH_WAIT_MS = 20
@@ -64,6 +68,10 @@ class MergerConfig:
     replication_factor: int = 1
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 10_000
+
+
+def _merged_at_rekey(message: Message) -> bool:
+    return any(header[0] == MERGED_HEADER for header in message.headers() or [])
 
 
 class Merger:
@@ -164,9 +172,10 @@ class Merger:
             assert topic is not None, "consumed messages have a topic"  # noqa: S101
             assert partition is not None and offset is not None, "and a position"  # noqa: S101, PT018
             if topic == edits_topic:
-                self._merge(producer, message, partition, dirty)
+                if not _merged_at_rekey(message):
+                    self._merge(producer, message, partition, dirty)
             else:
-                self._rekey(producer, message)
+                self._rekey(producer, message, dirty)
             offsets[(topic, partition)] = offset + 1
         for (partition, person), changed in dirty.items():
             merged = self._people[partition][person]
@@ -178,7 +187,12 @@ class Merger:
                 producer.produce(self._topics.person, {"person": person}, record)
         return [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
 
-    def _rekey(self, producer: TransactionalProducer, message: Message) -> None:
+    def _rekey(
+        self,
+        producer: TransactionalProducer,
+        message: Message,
+        dirty: dict[tuple[int, str], bool],
+    ) -> None:
         where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
         try:
             event = self._decoder.decode(message.value() or b"", where)
@@ -194,10 +208,17 @@ class Merger:
         if edit is None:
             return
         partition = edits_partition(edit.person, self._config.settings.partitions)
+        ours = partition in self._people
         producer.produce(
-            self._topics.edits, {"person": edit.person}, edit_to_avro(edit), partition=partition
+            self._topics.edits,
+            {"person": edit.person},
+            edit_to_avro(edit),
+            partition=partition,
+            headers=[(MERGED_HEADER, self._config.instance.encode())] if ours else None,
         )
         self.counts["rekeyed"] += 1
+        if ours:  # this process owns the person: merge now, one hop earlier
+            self._apply(producer, partition, edit, dirty)
 
     def _merge(
         self,
@@ -214,6 +235,15 @@ class Merger:
                 producer, "merge.undecodable", str(exc), (message.value() or b"").hex()
             )
             return
+        self._apply(producer, partition, edit, dirty)
+
+    def _apply(
+        self,
+        producer: TransactionalProducer,
+        partition: int,
+        edit: PersonEdit,
+        dirty: dict[tuple[int, str], bool],
+    ) -> None:
         unknown = sorted(set(edit.fields) - set(self._policies))
         if unknown:
             detail = f"fields without a policy: {unknown}"

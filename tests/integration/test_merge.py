@@ -13,9 +13,10 @@ from civsync.config import CivsyncSettings
 from connectors.merge.records import MergeTopics
 from connectors.merge.steward import history
 from connectors.postgres import Connection
+from connectors.quarantine import QUARANTINE_TOPIC
 from connectors.registry import SchemaRegistry
-from tests.integration.capture_support import q
-from tests.integration.merge_support import pipeline
+from tests.integration.capture_support import q, read_topic, wait_caught_up
+from tests.integration.merge_support import pipeline, wait_for
 
 
 def _civsync(*args: str) -> str:
@@ -173,3 +174,41 @@ def test_a_held_conflict_waits_for_a_steward_without_delaying_anyone_else(
         assert [r["decision"] for r in closed.records] == ["held", "resolved"]
         assert closed.latest["actor"] == "steward-hanoi"
         assert closed.latest["outcome"]["value"] == "Phạm Thị Dung Anh"
+
+
+def test_unusable_input_is_quarantined_with_its_reason_and_the_stream_goes_on(
+    civil: Connection,
+    population: Connection,
+    tmp_path: Path,
+    unique_name: str,
+    settings: CivsyncSettings,
+    registry: SchemaRegistry,
+) -> None:
+    with pipeline(civil, population, tmp_path, unique_name) as run:
+        # the population store only takes these two values; civil-status sends a third
+        population.execute(
+            q("ALTER TABLE {t} ADD CHECK (sex IN ('male', 'female'))", run.population_table)
+        )
+        insert = q("INSERT INTO {t} (pin, full_name, sex) VALUES (%s, %s, %s)", run.civil_table)
+        civil.execute(insert, ("", "Không Có Số", "male"))  # no PIN: no person to merge into
+        civil.execute(insert, (_pin(1), "Đỗ Văn Giang", "unknown"))  # refused by population
+        civil.execute(insert, (_pin(2), "Đỗ Thị Hoa", "female"))  # fine
+        wait_caught_up(civil, run.civil_table)
+        wait_for(
+            lambda: set(run.rows("population")) == {_pin(2)},
+            "the good person reaches the population store",
+        )
+        quarantined = wait_for(
+            lambda: [
+                r.value
+                for r in read_topic(settings, registry, QUARANTINE_TOPIC, until=10**6)
+                if unique_name in (r.value["table"] or "") or "Đỗ Văn Giang" in r.value["payload"]
+            ],
+            "quarantine records",
+        )
+    reasons = {(r["stage"], r["reason"]) for r in quarantined}
+    assert ("merge", "merge.no_person_key") in reasons
+    assert ("apply", "apply.rejected") in reasons
+    rejected = next(r for r in quarantined if r["reason"] == "apply.rejected")
+    assert "check constraint" in rejected["detail"]
+    assert rejected["store"] == "population"
