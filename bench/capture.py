@@ -12,9 +12,7 @@ or `--smoke`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from bench.report import summary, write
 from civsync.config import load_settings
 from civsync.services import LocalServices
 from connectors.capture.slot import ReplicationSlot
@@ -31,7 +30,6 @@ from connectors.postgres import Connection, connect
 from connectors.settings import StoreSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 DDL = (
     "CREATE TABLE {t} (id bigint PRIMARY KEY, full_name text, birth_date date,"
     " commune_code text, version bigint NOT NULL DEFAULT 0)"
@@ -156,10 +154,6 @@ def snapshot_run(store: StoreSettings, rows: int) -> tuple[float, float]:
     return rows / elapsed, rss
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=500_000)
@@ -188,16 +182,12 @@ def main() -> None:
             "runs": args.runs,
             "row": "bigint key, name text, date, commune code text, version bigint",
         },
-        "capture_events_per_s": _summary(stream),
-        "snapshot_rows_per_s": _summary(snap),
-        "peak_rss_mb": _summary(rss),
+        "capture_events_per_s": summary(stream),
+        "snapshot_rows_per_s": summary(snap),
+        "peak_rss_mb": summary(rss),
         "cpus": os.cpu_count(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("capture-smoke.json" if args.smoke else "capture.json")
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    print(f"written to {out}")
+    write("capture", result, smoke=args.smoke)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import threading
 import time
@@ -32,13 +31,13 @@ from typing import Any
 
 from psycopg import sql
 
+from bench.report import summary, write
 from civsync.config import CivsyncSettings, load_settings
 from civsync.services import LocalServices
 from connectors.postgres import Connection, connect
 from tests.integration.merge_support import Pipeline, pipeline, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 _TICK_S = 0.02
 
 
@@ -222,10 +221,6 @@ def one_run(
     return result
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, help="people per store (20,000; smoke 500)")
@@ -253,15 +248,11 @@ def main() -> None:
         "cpus": os.cpu_count(),
     }
     for key in ("load_changes_per_s", "burst_changes_per_s"):
-        result[key] = _summary([r[key] for r in runs])
+        result[key] = summary([r[key] for r in runs])
     for rate in args.rates:
         key = f"latency_ms_at_{int(rate)}"
-        result[key] = {p: _summary([r[key][p] for r in runs]) for p in ("p50", "p99", "max")}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("e2e-smoke.json" if args.smoke else "e2e.json")
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    print(f"written to {out}")
+        result[key] = {p: summary([r[key][p] for r in runs]) for p in ("p50", "p99", "max")}
+    write("e2e", result, smoke=args.smoke)
 
 
 if __name__ == "__main__":

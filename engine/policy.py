@@ -32,7 +32,7 @@ class FieldPolicy:
             raise ValueError(f"{self.rule} policy needs an authoritative store only for authority")
 
 
-_CIVIL_FIELDS = (
+CIVIL_FIELDS = (
     "full_name",
     "birth_date",
     "sex",
@@ -46,7 +46,7 @@ _CIVIL_FIELDS = (
     "spouse",
     "date_of_death",
 )
-_POPULATION_FIELDS = (
+POPULATION_FIELDS = (
     "pin",
     "permanent_residence",
     "temporary_residence",
@@ -57,6 +57,6 @@ _POPULATION_FIELDS = (
 )
 
 DEFAULT_POLICY: Mapping[str, FieldPolicy] = {
-    **{name: FieldPolicy(Rule.AUTHORITY, CIVIL) for name in _CIVIL_FIELDS},
-    **{name: FieldPolicy(Rule.AUTHORITY, POPULATION) for name in _POPULATION_FIELDS},
+    **{name: FieldPolicy(Rule.AUTHORITY, CIVIL) for name in CIVIL_FIELDS},
+    **{name: FieldPolicy(Rule.AUTHORITY, POPULATION) for name in POPULATION_FIELDS},
 }

@@ -16,23 +16,25 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.mapping import TableMapping
-from engine.policy import CIVIL, DEFAULT_POLICY, POPULATION, FieldPolicy, Rule
-
-_SHARED = (
-    "full_name",
-    "birth_date",
-    "sex",
-    "place_of_birth",
-    "hometown",
-    "ethnicity",
-    "nationality",
-    "marital_status",
-    "spouse",
-    "date_of_death",
-    "permanent_residence",
+from engine.policy import (
+    CIVIL,
+    CIVIL_FIELDS,
+    DEFAULT_POLICY,
+    POPULATION,
+    POPULATION_FIELDS,
+    FieldPolicy,
+    Rule,
 )
-_CIVIL_ONLY = ("father", "mother")
-_POPULATION_ONLY = ("religion", "temporary_residence", "current_residence", "household")
+
+# The profile's tables. Civil-status records the permanent residence on its acts as well;
+# the population store has no parents' names, and neither table holds the PIN as a field
+# (it is the person key) or the ID cards.
+_CIVIL_COLUMNS = (*CIVIL_FIELDS, "permanent_residence")
+_POPULATION_COLUMNS = tuple(
+    name
+    for name in (*CIVIL_FIELDS, *POPULATION_FIELDS)
+    if name not in {"father", "mother", "pin", "id_cards"}
+)
 
 
 class _Frozen(BaseModel):
@@ -67,13 +69,13 @@ DEFAULT_TABLES = (
         store=CIVIL,
         table="public.person",
         person_column="pin",
-        columns={name: name for name in _SHARED + _CIVIL_ONLY},
+        columns={name: name for name in _CIVIL_COLUMNS},
     ),
     TableMappingSettings(
         store=POPULATION,
         table="public.citizen",
         person_column="pin",
-        columns={name: name for name in _SHARED + _POPULATION_ONLY},
+        columns={name: name for name in _POPULATION_COLUMNS},
     ),
 )
 
