@@ -1,0 +1,63 @@
+"""The place mapping of 2025, read offline from the data shipped in ``vietnamadminunits``.
+
+The package (MIT) ships the 10,040 pre-2025 units and the 3,321 current ones with their
+codes in ``data/dataset.db``, and the old-to-new mapping (including split wards and their
+default successor) keyed by unit names in ``data/converter_2025.json``. This module joins
+the two by name key once and hands ``engine.places.PlaceMap`` a mapping **by code**. It reads
+files only; the package's address converter, which may call an online geocoder for split
+wards, is never used.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from functools import cache
+from importlib import resources
+
+from engine.places import PlaceMap, Successors, Unit
+
+
+@cache
+def place_map() -> PlaceMap:
+    """The mapping, built once per process (about 0.2 s)."""
+    data = resources.files("vietnamadminunits") / "data"
+    converter = json.loads((data / "converter_2025.json").read_text(encoding="utf-8"))
+    with resources.as_file(data / "dataset.db") as path, closing(sqlite3.connect(path)) as db:
+        current_rows = db.execute(
+            "SELECT provinceKey, wardKey, provinceCode, wardCode, ward, province FROM admin_units"
+        ).fetchall()
+        legacy_rows = db.execute(
+            "SELECT provinceKey, districtKey, wardKey, districtCode, wardCode"
+            " FROM admin_units_legacy"
+        ).fetchall()
+    units = {
+        (province_key, ward_key): Unit(province_code, ward_code, f"{ward}, {province}")
+        for province_key, ward_key, province_code, ward_code, ward, province in current_rows
+    }
+    successors: dict[str, Successors] = {}
+    for new_province, wards in converter["DICT_PROVINCE_WARD_NO_DIVIDED"].items():
+        for new_ward, old_keys in wards.items():
+            unit = units[(new_province, new_ward)]
+            for old_key in old_keys:
+                successors[old_key] = Successors((unit,), unit, alone=len(old_keys) == 1)
+    for new_province, divided in converter["DICT_PROVINCE_WARD_DIVIDED"].items():
+        for old_key, parts in divided.items():
+            split = [(units[(new_province, p["newWardKey"])], p["isDefaultNewWard"]) for p in parts]
+            default = next((unit for unit, is_default in split if is_default), None)
+            successors[old_key] = Successors(tuple(unit for unit, _ in split), default)
+    by_code = {}
+    for province_key, district_key, ward_key, district_code, ward_code in legacy_rows:
+        old_key = f"{province_key}_{district_key}_{ward_key or ''}"
+        by_code[ward_code or district_code] = successors.get(old_key, Successors((), None))
+    return PlaceMap(pre_2025=by_code, current={u.ward_code: u for u in units.values()})
+
+
+@cache
+def pre_2025_province_codes() -> frozenset[str]:
+    """The 63 two-digit province codes before 2025 (the PIN's province part, less its 0)."""
+    data = resources.files("vietnamadminunits") / "data"
+    with resources.as_file(data / "dataset.db") as path, closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT DISTINCT provinceCode FROM admin_units_legacy").fetchall()
+    return frozenset(str(code) for (code,) in rows)

@@ -1,0 +1,68 @@
+"""PIN checks: the layout is a hard rule, everything else a warning that names no personal data."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.place_data import pre_2025_province_codes
+from engine.pin import Severity, check_pin
+
+PROVINCES = pre_2025_province_codes()
+
+
+def _codes(pin: str, **person: str) -> list[str]:
+    return [f.code for f in check_pin(pin, provinces=PROVINCES, **person)]
+
+
+def test_the_63_pre_2025_provinces_come_from_the_place_data() -> None:
+    assert len(PROVINCES) == 63
+    assert {"01", "79", "96"} <= PROVINCES  # Hà Nội, Hồ Chí Minh City, Cà Mau
+    assert "03" not in PROVINCES
+
+
+@pytest.mark.parametrize(
+    ("pin", "birth_date", "sex"),
+    [
+        ("001090000001", "1990-01-02", "male"),  # Hà Nội, 1900s male, 1990
+        ("079305123456", "2005", "female"),  # Hồ Chí Minh City, 2000s female, year only
+        ("096200000000", "2000-07", "male"),
+    ],
+)
+def test_a_pin_that_fits_the_person_has_no_findings(pin: str, birth_date: str, sex: str) -> None:
+    assert _codes(pin, birth_date=birth_date, sex=sex) == []
+
+
+@pytest.mark.parametrize(
+    "pin", ["00109000000", "0010900000012", "00109000000A", "", " 01090000001"]
+)
+def test_a_pin_that_is_not_twelve_digits_is_quarantined(pin: str) -> None:
+    findings = check_pin(pin, birth_date="1990", sex="male", provinces=PROVINCES)
+    assert [(f.code, f.severity) for f in findings] == [("pin.malformed", Severity.QUARANTINE)]
+
+
+def test_layout_mismatches_are_warnings() -> None:
+    findings = check_pin("003191000001", birth_date="1990", sex="male", provinces=PROVINCES)
+    assert {f.code for f in findings} == {
+        "pin.unknown_province",  # 003 was never a province code
+        "pin.birth_year_mismatch",  # the PIN says 1991
+        "pin.sex_mismatch",  # the PIN's 1 says female
+    }
+    assert {f.severity for f in findings} == {Severity.WARNING}
+
+
+def test_the_century_digit_is_checked_not_only_the_year() -> None:
+    assert _codes("001290000001", birth_date="1990") == ["pin.birth_year_mismatch"]  # 2090
+
+
+def test_unknown_sex_and_missing_birth_dates_are_not_checked() -> None:
+    assert _codes("001190000001", sex="unknown") == []
+    assert _codes("001190000001", birth_date="19??") == []
+
+
+def test_findings_never_repeat_the_pin_or_the_birth_date() -> None:
+    for finding in check_pin(
+        "003191000001", birth_date="1990-05-06", sex="male", provinces=PROVINCES
+    ):
+        assert "003191000001" not in finding.detail
+        assert "1990" not in finding.detail
+        assert "1991" not in finding.detail
