@@ -22,6 +22,8 @@ from civsync.capture_cli import snapshot as capture_snapshot
 from civsync.config import CivsyncSettings, load_settings
 from civsync.merge_cli import conflicts_app, merge_app, sink_app
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
+from connectors.migrations import migrate as run_migrations
+from connectors.postgres import connect
 from engine.errors import CivsyncError
 
 app = typer.Typer(
@@ -75,6 +77,29 @@ def version() -> None:
     typer.echo(
         f"civsync {__version__} (Kafka {KAFKA_VERSION}, Apicurio Registry {APICURIO_VERSION})"
     )
+
+
+@app.command()
+def migrate(
+    stores: Annotated[
+        list[str] | None, typer.Argument(help="civil and/or population (default: both)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create or update the stores' tables (schemas/sql/<store>/); applied files are recorded."""
+    settings = _settings(config)
+    known = settings.stores()
+    for store in stores or list(known):
+        if store not in known:
+            raise typer.BadParameter(f"unknown store {store!r}; expected one of {sorted(known)}")
+        try:
+            with connect(known[store]) as conn:
+                applied = run_migrations(conn, store)
+        except CivsyncError as exc:
+            console.print(f"[red]{store}:[/red] {exc}")
+            raise typer.Exit(1) from exc
+        done = ", ".join(applied) if applied else "already up to date"
+        console.print(f"{store}: {done}")
 
 
 @services_app.command("up")
