@@ -60,7 +60,12 @@ def run(
     if metrics_port:
         capture_metrics.serve(metrics_port, store)
     with SchemaRegistry(settings.registry) as registry:
-        publisher = ChangePublisher(settings.kafka, registry, partitions=partitions)
+        publisher = ChangePublisher(
+            settings.kafka,
+            registry,
+            partitions=partitions,
+            topic_prefix=settings.merge.topic_prefix,
+        )
         capture = CaptureConfig(
             store=store,
             slot=slot or slot_name(store),

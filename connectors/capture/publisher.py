@@ -23,9 +23,11 @@ from schemas import load
 _CHANGE = (load("change_key"), load("change_event"))
 
 
-def topic_for(store: str, schema: str, table: str) -> str:
-    """``civsync.<store>.<table>``; tables outside ``public`` keep their schema in the name."""
-    return f"civsync.{store}.{table}" if schema == "public" else f"civsync.{store}.{schema}.{table}"
+def topic_for(store: str, schema: str, table: str, *, prefix: str = "civsync") -> str:
+    """``civsync.<store>.<table>``; tables outside ``public`` keep their schema in the name.
+    Another ``prefix`` (``[merge] topic_prefix``) keeps a separate deployment's topics apart."""
+    table_part = table if schema == "public" else f"{schema}.{table}"
+    return f"{prefix}.{store}.{table_part}"
 
 
 def to_avro(event: ChangeEvent, published_ms: int) -> dict[str, Any]:
@@ -66,17 +68,22 @@ class ChangePublisher:
         *,
         partitions: int,
         replication_factor: int = 1,
+        topic_prefix: str = "civsync",
     ) -> None:
         self._producer = AvroProducer(kafka, registry)
         self._admin = TopicAdmin(kafka)
         self._registry = registry
         self._partitions, self._replication = partitions, replication_factor
+        self._prefix = topic_prefix
         self._topics: dict[str, AvroTopic] = {}
         self.published = 0
         self.quarantined = 0
 
     def publish(self, event: ChangeEvent) -> None:
-        topic = self._topic(topic_for(event.source.store, event.source.schema, event.source.table))
+        source = event.source
+        topic = self._topic(
+            topic_for(source.store, source.schema, source.table, prefix=self._prefix)
+        )
         record = to_avro(event, _now_ms())
         try:
             self._producer.produce(topic, {"pk": dict(event.key)}, record)

@@ -84,7 +84,10 @@ class Merger:
         self._policies = settings.policies()
         self._mapper = PersonMapper(settings.mappings())
         self._sources = sorted(
-            {topic_for(m.store, *m.table.split(".", 1)) for m in settings.mappings()}
+            {
+                topic_for(m.store, *m.table.split(".", 1), prefix=settings.topic_prefix)
+                for m in settings.mappings()
+            }
         )
         self._decoder = AvroDecoder(registry)
         self._people: dict[int, dict[str, MergedPerson]] = {}  # edits partition -> person

@@ -95,7 +95,7 @@ class Pipeline:
         kind, _, what = role.partition("-")
         if kind == "capture":
             table = self.civil_table if what == "civil" else self.population_table
-            process = capture_process(table, store=what)
+            process = capture_process(table, *config, store=what)
         elif kind == "merger":
             process = civsync_process("merge", "run", *config, "--instance", what)
         else:
