@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import closing
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 
@@ -29,8 +30,8 @@ def place_map() -> PlaceMap:
             "SELECT provinceKey, wardKey, provinceCode, wardCode, ward, province FROM admin_units"
         ).fetchall()
         legacy_rows = db.execute(
-            "SELECT provinceKey, districtKey, wardKey, districtCode, wardCode"
-            " FROM admin_units_legacy"
+            "SELECT provinceKey, districtKey, wardKey, districtCode, wardCode, provinceCode,"
+            " coalesce(ward || ', ', '') || district || ', ' || province FROM admin_units_legacy"
         ).fetchall()
     units = {
         (province_key, ward_key): Unit(province_code, ward_code, f"{ward}, {province}")
@@ -48,9 +49,18 @@ def place_map() -> PlaceMap:
             default = next((unit for unit, is_default in split if is_default), None)
             successors[old_key] = Successors(tuple(unit for unit, _ in split), default)
     by_code = {}
-    for province_key, district_key, ward_key, district_code, ward_code in legacy_rows:
+    for (
+        province_key,
+        district_key,
+        ward_key,
+        district_code,
+        ward_code,
+        province,
+        name,
+    ) in legacy_rows:
         old_key = f"{province_key}_{district_key}_{ward_key or ''}"
-        by_code[ward_code or district_code] = successors.get(old_key, Successors((), None))
+        where = successors.get(old_key, Successors((), None))
+        by_code[ward_code or district_code] = replace(where, name=name, province_code=province)
     return PlaceMap(pre_2025=by_code, current={u.ward_code: u for u in units.values()})
 
 

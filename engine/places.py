@@ -69,12 +69,14 @@ class UnknownPlaceCode(ValueError):  # noqa: N818 - a finding about input, named
 
 @dataclass(frozen=True)
 class Successors:
-    """Where one pre-2025 unit went: the new units, the default one, and whether the new
-    unit (when there is one) was formed from this unit alone."""
+    """A pre-2025 unit (name, province code) and where it went: the new units, the default
+    one, and whether the new unit (when there is one) was formed from this unit alone."""
 
     units: tuple[Unit, ...]
     default: Unit | None
     alone: bool = False
+    name: str = ""
+    province_code: str = ""
 
 
 @dataclass(frozen=True)
