@@ -12,8 +12,8 @@ One store transaction per batch of person records:
 The session is bound to one of the ``civsync_apply`` replication origins, so capture never
 publishes these writes back (no ping-pong). Kafka offsets are committed after the store
 commits: a crash in between replays the batch, and step 2 makes the replay a no-op.
-A batch the store rejects is retried person by person; a person it still rejects goes to
-``civsync.quarantine`` (stage ``apply``) and the stream goes on.
+A batch the store rejects is split in halves until the people it rejects are alone; each of
+them goes to ``civsync.quarantine`` (stage ``apply``) and the stream goes on.
 """
 
 from __future__ import annotations
@@ -288,22 +288,7 @@ class StoreSink:
         self, conn: Connection, targets: list[_Target], records: list[Mapping[str, Any]]
     ) -> None:
         started = time.perf_counter()
-        try:
-            written, stale = self._write(conn, targets, records)
-        except StoreError as exc:
-            if isinstance(exc, StoreUnavailableError):
-                raise
-            log.warning("batch rejected; applying person by person", error=str(exc))
-            written, stale = 0, 0
-            for record in records:
-                try:
-                    w, s = self._write(conn, targets, [record])
-                except StoreUnavailableError:
-                    raise
-                except StoreError as one:
-                    self._quarantined("apply.rejected", str(one), as_json(record))
-                    continue
-                written, stale = written + w, stale + s
+        written, stale = self._write_or_split(conn, targets, records)
         self.counts["written"] += written
         self.counts["stale"] += stale
         metrics.APPLIED.labels(self._store).inc(written)
@@ -315,6 +300,25 @@ class StoreSink:
             written=written,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
+
+    def _write_or_split(
+        self, conn: Connection, targets: list[_Target], records: list[Mapping[str, Any]]
+    ) -> tuple[int, int]:
+        """Write ``records``; if the store rejects the batch, write each half the same way,
+        so k bad people in n cost about k·log(n) extra transactions. A person the store
+        rejects alone is quarantined."""
+        try:
+            return self._write(conn, targets, records)
+        except StoreUnavailableError:
+            raise
+        except StoreError as exc:
+            if len(records) == 1:
+                self._quarantined("apply.rejected", str(exc), as_json(records[0]))
+                return 0, 0
+        half = len(records) // 2
+        first = self._write_or_split(conn, targets, records[:half])
+        second = self._write_or_split(conn, targets, records[half:])
+        return first[0] + second[0], first[1] + second[1]
 
     def _write(
         self, conn: Connection, targets: list[_Target], records: list[Mapping[str, Any]]
