@@ -20,6 +20,7 @@ from civsync import logging as civsync_logging
 from civsync.capture_cli import app as capture_app
 from civsync.capture_cli import snapshot as capture_snapshot
 from civsync.config import CivsyncSettings, load_settings
+from civsync.demo import Demo
 from civsync.merge_cli import conflicts_app, merge_app, sink_app
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from connectors.migrations import migrate as run_migrations
@@ -77,6 +78,25 @@ def version() -> None:
     typer.echo(
         f"civsync {__version__} (Kafka {KAFKA_VERSION}, Apicurio Registry {APICURIO_VERSION})"
     )
+
+
+@app.command()
+def demo(
+    people: Annotated[int, typer.Option(min=10, help="People to seed in both stores")] = 10_000,
+    mismatch: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of people the stores disagree on")
+    ] = 0.05,
+    edits: Annotated[int, typer.Option(min=0, help="Live edits made while the engine runs")] = 300,
+    config: ConfigOption = None,
+    run_dir: RunDirOption = Path(".run"),
+) -> None:
+    """Start everything, seed both stores with mismatches, run the engine, edit live, summarise."""
+    runner = Demo(_settings(config), run_dir.resolve(), console, people, mismatch, edits)
+    try:
+        runner.run()
+    except CivsyncError as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
 
 
 @app.command()

@@ -100,7 +100,7 @@ class Generator:
         while made < n:
             size = min(n - made, self._rng.choice((1, 2, 3, 3, 4, 4, 5, 6)))
             household = f"HK{self._rng.randrange(10**10):010d}"
-            residence = self._residence()
+            residence = self.residence()
             for position in range(size):
                 yield self._person(household, residence, position)
             made += size
@@ -153,7 +153,7 @@ class Generator:
         if name == "birth_date":
             return (date.fromisoformat(value) + timedelta(days=1)).isoformat()
         if name == "permanent_residence":
-            return self._residence()
+            return self.residence()
         return "Kinh" if value != "Kinh" else "Mường"
 
     def _parent(self, sex: str) -> str:
@@ -161,7 +161,8 @@ class Generator:
         given = faker.first_name_male() if sex == "male" else faker.first_name_female()
         return unicodedata.normalize("NFC", f"{faker.last_name()} {faker.middle_name()} {given}")
 
-    def _residence(self) -> str:
+    def residence(self) -> str:
+        """A residence place value: a pre-2025 or a 2025 unit, drawn by code."""
         if self._rng.random() < _OLD_RESIDENCE_SHARE:
             return place_value(self._place(self._old_codes, CodeList.PRE_2025))
         return place_value(self._place(self._new_codes, CodeList.Y2025))

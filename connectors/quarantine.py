@@ -10,11 +10,18 @@ import json
 import time
 from typing import Any
 
+from connectors.kafka.admin import TopicSpec
 from connectors.kafka.avro import AvroTopic
 from schemas import load
 
 QUARANTINE_TOPIC = "civsync.quarantine"
 QUARANTINE = AvroTopic(QUARANTINE_TOPIC, load("quarantine_key"), load("quarantine_record"))
+
+
+def quarantine_spec(partitions: int, replication_factor: int = 1) -> TopicSpec:
+    """The quarantine topic, shared by every stage: created with ``partitions`` if missing,
+    accepted with whatever partitions it already has."""
+    return TopicSpec(QUARANTINE_TOPIC, partitions, replication_factor, fixed_partitions=False)
 
 
 def quarantine_record(

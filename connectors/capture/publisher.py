@@ -14,7 +14,13 @@ from typing import Any
 from connectors.capture import metrics
 from connectors.kafka.admin import TopicAdmin, TopicSpec
 from connectors.kafka.avro import AvroProducer, AvroTopic, EncodingError
-from connectors.quarantine import QUARANTINE, QUARANTINE_TOPIC, as_json, quarantine_record
+from connectors.quarantine import (
+    QUARANTINE,
+    QUARANTINE_TOPIC,
+    as_json,
+    quarantine_record,
+    quarantine_spec,
+)
 from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
 from connectors.settings import KafkaSettings
 from engine.events import ChangeEvent
@@ -142,7 +148,12 @@ class ChangePublisher:
 
     def _ensure(self, name: str, topic: AvroTopic) -> AvroTopic:
         if name not in self._topics:
-            self._admin.ensure([TopicSpec(name, self._partitions, self._replication)])
+            spec = (
+                quarantine_spec(self._partitions, self._replication)
+                if name == QUARANTINE_TOPIC
+                else TopicSpec(name, self._partitions, self._replication)
+            )
+            self._admin.ensure([spec])
             for subject, schema in (
                 (f"{name}-key", topic.key_schema),
                 (f"{name}-value", topic.value_schema),

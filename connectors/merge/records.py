@@ -18,7 +18,7 @@ from typing import Any
 
 from connectors.kafka.admin import FOREVER, TopicSpec
 from connectors.kafka.avro import AvroTopic
-from connectors.quarantine import QUARANTINE_TOPIC
+from connectors.quarantine import quarantine_spec
 from engine.events import Hlc
 from engine.mapping import PersonEdit
 from engine.merge import Conflict, FieldEdit, FieldState, PersonState
@@ -64,7 +64,7 @@ class MergeTopics:
             TopicSpec(self.state, n, rf, compacted=True),
             TopicSpec(self.person.name, n, rf, compacted=True),
             TopicSpec(self.conflicts.name, n, rf, retention_ms=FOREVER),
-            TopicSpec(QUARANTINE_TOPIC, n, rf),
+            quarantine_spec(n, rf),
         ]
 
 

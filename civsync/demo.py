@@ -1,0 +1,310 @@
+"""``civsync demo``: both stores, 10,000 people with mismatches, the engine, live edits, a summary.
+
+The demo owns its databases (``civsync_demo_civil`` and ``civsync_demo_population`` on the
+two store servers), its replication slots and its topics (prefix ``civsync-demo-<run>``).
+It recreates all of them on every run and touches nothing else.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from civsync.config import CivsyncSettings
+from civsync.generator import GeneratedPerson, Generator
+from civsync.runner import EngineProcesses
+from civsync.services import LocalServices
+from connectors.capture.slot import ReplicationSlot
+from connectors.kafka.admin import TopicAdmin
+from connectors.kafka.avro import AvroDecoder
+from connectors.kafka.reader import read_to_end
+from connectors.merge.records import MergeTopics
+from connectors.merge.settings import DEFAULT_TABLES
+from connectors.merge.steward import history
+from connectors.migrations import migrate
+from connectors.postgres import Connection, connect
+from connectors.quarantine import QUARANTINE_TOPIC
+from connectors.registry import SchemaRegistry
+from connectors.settings import StoreSettings
+from engine.errors import CivsyncError
+
+DATABASES = {"civil": "civsync_demo_civil", "population": "civsync_demo_population"}
+TABLES = {"civil": "person", "population": "citizen"}
+SHARED = sorted(set(DEFAULT_TABLES[0].columns) & set(DEFAULT_TABLES[1].columns))
+_PLACE_FIELDS = ("place_of_birth", "hometown", "permanent_residence")
+_TOPIC_PREFIX = "civsync-demo"
+_QUIET_CHECKS = 3  # seconds with nothing new on civsync.person and no capture lag
+
+
+class DemoError(CivsyncError):
+    """The demo could not finish; the message says where."""
+
+
+@dataclass
+class Demo:
+    settings: CivsyncSettings
+    run_dir: Path
+    console: Console
+    people: int = 10_000
+    mismatch: float = 0.05
+    edits: int = 300
+    timeout_s: float = 240.0
+    started: float = field(default_factory=time.monotonic)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run(self) -> None:
+        self._step("services", self._services)
+        stores = {name: self._store(name) for name in DATABASES}
+        self._step("stores", lambda: self._reset(stores))
+        people = self._step("seed", lambda: self._seed(stores))
+        prefix = f"{_TOPIC_PREFIX}-{int(time.time())}"
+        engine = EngineProcesses(
+            self._config(prefix),
+            self.run_dir / "demo" / "logs",
+            env={"CIVSYNC_LOG_LEVEL": "WARNING"},
+            extra={f"capture-{name}": ["--slot", _slot(name)] for name in DATABASES},
+        )
+        engine.start()
+        try:
+            self._step("initial sync", lambda: self._settle(stores, engine, prefix))
+            self._step("live edits", lambda: self._edit(stores, people))
+            self._step("edits synced", lambda: self._settle(stores, engine, prefix))
+            self._summary(stores, prefix)
+        finally:
+            engine.stop()
+
+    # --- steps ---
+
+    def _step(self, name: str, action: Callable[[], Any]) -> Any:
+        began = time.monotonic()
+        with self.console.status(f"[cyan]{name}[/cyan] …"):
+            result = action()
+        self.timings[name] = time.monotonic() - began
+        self.console.print(f"[green]✓[/green] {name} ({self.timings[name]:.1f}s)")
+        return result
+
+    def _services(self) -> None:
+        LocalServices(self.run_dir, self.settings).up(progress=lambda msg: self.console.log(msg))
+
+    def _store(self, name: str) -> StoreSettings:
+        return self.settings.stores()[name].model_copy(update={"dbname": DATABASES[name]})
+
+    def _reset(self, stores: dict[str, StoreSettings]) -> None:
+        """Fresh demo databases (their slots first: a slot pins its database) and topics."""
+        for name, store in stores.items():
+            with connect(self.settings.stores()[name], autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                    " WHERE database = %s",
+                    (store.dbname,),
+                )
+                database = sql.Identifier(store.dbname)
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(database))
+            with connect(store) as conn:
+                migrate(conn, name)
+        topics = TopicAdmin(self.settings.kafka)
+        topics.delete(sorted(t for t in topics.names() if t.startswith(_TOPIC_PREFIX)))
+
+    def _seed(self, stores: dict[str, StoreSettings]) -> list[GeneratedPerson]:
+        people = list(Generator(mismatch=self.mismatch).people(self.people))
+        households = {p.household: p.population["permanent_residence"] for p in people}
+        with connect(stores["population"]) as conn:
+            _copy(conn, "household", ["id", "address"], households.items())
+            _copy_rows(conn, "citizen", [p.population for p in people])
+            conn.commit()
+        with connect(stores["civil"]) as conn:
+            _copy_rows(conn, "person", [p.civil for p in people])
+            conn.commit()
+        legacy = sum(p.legacy for p in people)
+        mismatched = Counter(p.mismatch for p in people if p.mismatch)
+        self.console.print(
+            f"  seeded {len(people):,} people in both stores: {legacy} legacy records with gaps,"
+            f" {sum(mismatched.values())} deliberate mismatches ({_counts(mismatched)})"
+        )
+        return people
+
+    def _config(self, prefix: str) -> Path:
+        path = self.run_dir / "demo" / "civsync.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for name, store in self.settings.stores().items():
+            lines += [f"[{name}]", f'host = "{store.host}"', f"port = {store.port}"]
+            lines += [f'dbname = "{DATABASES[name]}"']
+        lines += [
+            "[kafka]",
+            f'bootstrap_servers = "{self.settings.kafka.bootstrap_servers}"',
+            "[registry]",
+            f'url = "{self.settings.registry.url}"',
+            "[merge]",
+            f'topic_prefix = "{prefix}"',
+            f'group = "{prefix}-merger"',
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def _settle(
+        self, stores: dict[str, StoreSettings], engine: EngineProcesses, prefix: str
+    ) -> None:
+        """Until both slots are caught up and civsync.person has been quiet for 3 s."""
+        person_topic = MergeTopics(prefix).person.name
+        topics = TopicAdmin(self.settings.kafka)
+        deadline, last, quiet = time.monotonic() + self.timeout_s, -1, 0
+        while quiet < _QUIET_CHECKS:
+            if time.monotonic() > deadline:
+                raise DemoError(f"the engine did not settle within {self.timeout_s:.0f}s")
+            dead = engine.exited()
+            if dead:
+                logs = engine.log_dir
+                raise DemoError(f"engine processes exited: {dead}; see the logs in {logs}")
+            time.sleep(1.0)
+            lag = sum(_slot_lag(store, name) for name, store in stores.items())
+            end = topics.end_offsets(person_topic) if person_topic in topics.names() else 0
+            quiet = quiet + 1 if (lag == 0 and end == last and end > 0) else 0
+            last = end
+
+    def _edit(self, stores: dict[str, StoreSettings], people: list[GeneratedPerson]) -> None:
+        """Live edits on both sides: civil-status renames, population moves, and population
+        edits of names (which civil-status owns: each becomes a conflict held for a steward)."""
+        rng = random.Random(7)  # noqa: S311 - demo data
+        chosen = rng.sample(people, min(self.edits, len(people)))
+        places = Generator(seed=8)
+        thirds = len(chosen) // 3
+        with connect(stores["civil"]) as civil, connect(stores["population"]) as population:
+            for person in chosen[:thirds]:
+                civil.execute(
+                    "UPDATE person SET full_name = %s WHERE pin = %s",
+                    (person.civil["full_name"] + " Anh", person.pin),
+                )
+            for person in chosen[thirds : 2 * thirds]:
+                population.execute(
+                    "UPDATE citizen SET permanent_residence = %s WHERE pin = %s",
+                    (places.residence(), person.pin),
+                )
+            for person in chosen[2 * thirds :]:
+                population.execute(
+                    "UPDATE citizen SET full_name = upper(full_name) WHERE pin = %s",
+                    (person.pin,),
+                )
+            civil.commit()
+            population.commit()
+        self.console.print(
+            f"  {thirds} renames in civil-status, {thirds} moves and"
+            f" {len(chosen) - 2 * thirds} name edits in the population store"
+        )
+
+    # --- the summary ---
+
+    def _summary(self, stores: dict[str, StoreSettings], prefix: str) -> None:
+        rows = {name: _shared_rows(store, TABLES[name]) for name, store in stores.items()}
+        civil, population = rows["civil"], rows["population"]
+        disagreeing = Counter(
+            name
+            for pin in civil.keys() | population.keys()
+            for name in SHARED
+            if (civil.get(pin) or {}).get(name) != (population.get(pin) or {}).get(name)
+        )
+        agreeing = sum(
+            1 for pin in civil.keys() & population.keys() if civil[pin] == population[pin]
+        )
+        table = Table(title="civsync demo", show_header=False)
+        table.add_row("people in both stores", f"{len(civil.keys() & population.keys()):,}")
+        table.add_row("people in agreement on every shared field", f"{agreeing:,}")
+        table.add_row("disagreements left, by field", _counts(disagreeing) or "none")
+        with SchemaRegistry(self.settings.registry) as registry:
+            conflicts = history(self.settings.kafka, registry, MergeTopics(prefix))
+            quarantine = _quarantined_since(self.settings, registry, self.started)
+        kinds = Counter(
+            (c.latest["field"], c.latest["rule"], c.latest["decision"]) for c in conflicts.values()
+        )
+        table.add_row(
+            "conflicts by field / rule / decision",
+            "\n".join(f"{f} / {r} / {d}: {n}" for (f, r, d), n in sorted(kinds.items())) or "none",
+        )
+        table.add_row("quarantined, by reason", _counts(quarantine) or "none")
+        table.add_row(
+            "places remapped to 2025 units, by quality", _counts(_place_qualities(stores["civil"]))
+        )
+        lags = {name: _slot_lag(store, name) for name, store in stores.items()}
+        table.add_row("capture lag (bytes of WAL)", _counts(Counter(lags)))
+        table.add_row("timings", ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
+        self.console.print(table)
+        self.console.print(
+            "Held conflicts wait for a steward: "
+            f"civsync conflicts list --config {self.run_dir / 'demo' / 'civsync.toml'}"
+        )
+
+
+def _copy(conn: Connection, table: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(tuple(row))
+
+
+def _copy_rows(conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    _copy(conn, table, columns, ([row[c] for c in columns] for row in rows))
+
+
+def _slot_lag(store: StoreSettings, name: str) -> int:
+    with connect(store, autocommit=True) as conn:
+        state = ReplicationSlot(_slot(name)).state(conn)
+    return 0 if state is None else state.lag_bytes
+
+
+def _slot(store: str) -> str:
+    return f"civsync_demo_{store}"
+
+
+def _shared_rows(store: StoreSettings, table: str) -> dict[str, dict[str, Any]]:
+    columns = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in SHARED)
+    with connect(store, autocommit=True) as conn:
+        cursor = conn.execute(
+            sql.SQL("SELECT pin, {} FROM {} WHERE pin IS NOT NULL").format(
+                columns, sql.Identifier(table)
+            )
+        )
+        return {str(row[0]): dict(zip(SHARED, row[1:], strict=True)) for row in cursor}
+
+
+def _place_qualities(store: StoreSettings) -> Counter[str]:
+    qualities: Counter[str] = Counter()
+    with connect(store, autocommit=True) as conn:
+        for name in _PLACE_FIELDS:
+            query = sql.SQL("SELECT {} ->> 'quality', count(*) FROM person GROUP BY 1").format(
+                sql.Identifier(name)
+            )
+            for quality, count in conn.execute(query):
+                qualities[str(quality)] += int(str(count))
+    return qualities
+
+
+def _quarantined_since(
+    settings: CivsyncSettings, registry: SchemaRegistry, started: float
+) -> Counter[str]:
+    since_ms = int((time.time() - (time.monotonic() - started)) * 1000)
+    decoder = AvroDecoder(registry)
+    reasons: Counter[str] = Counter()
+    if QUARANTINE_TOPIC not in TopicAdmin(settings.kafka).names():
+        return reasons
+    for message in read_to_end(settings.kafka, QUARANTINE_TOPIC):
+        record = decoder.decode(message.value() or b"", QUARANTINE_TOPIC)
+        if record["ts_ms"] >= since_ms:
+            reasons[record["reason"]] += 1
+    return reasons
+
+
+def _counts(counter: Counter[Any]) -> str:
+    return ", ".join(f"{key}: {n:,}" for key, n in counter.most_common())
