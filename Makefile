@@ -10,7 +10,8 @@ APT_PACKAGES := postgresql-15 postgresql-15-wal2json kcat maven openjdk-17-jre-h
 
 .PHONY: run test bench test-unit lint setup system-packages venv services-up services-down services-status clean
 
-run: setup services-up            ## start Kafka, the registry and both stores; show their status
+run: setup                        ## the demo: services, both stores, 10,000 people, the engine, a summary
+	$(BIN)/civsync demo
 
 test: setup lint services-up      ## lint, every test against the real services, benchmark smoke runs
 	$(BIN)/pytest

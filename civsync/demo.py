@@ -93,7 +93,7 @@ class Demo:
         return result
 
     def _services(self) -> None:
-        LocalServices(self.run_dir, self.settings).up(progress=lambda msg: self.console.log(msg))
+        LocalServices(self.run_dir, self.settings).up(progress=self.console.log)
 
     def _store(self, name: str) -> StoreSettings:
         return self.settings.stores()[name].model_copy(update={"dbname": DATABASES[name]})

@@ -13,6 +13,14 @@ from connectors.kafka.errors import KafkaFatalError, translate
 from connectors.settings import KafkaSettings
 
 FOREVER = -1
+# What a broker answers about a topic it has only just created.
+_SETTLING = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -91,8 +99,8 @@ class TopicAdmin:
                 topic, entries = self._metadata(name)
                 break
             except KafkaException as exc:
-                unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-                if not unknown or time.monotonic() > deadline:
+                settling = exc.args[0].code() in _SETTLING
+                if not settling or time.monotonic() > deadline:
                     raise translate(exc, f"describing topic {name}") from exc
                 time.sleep(0.2)
         replicas = {len(p.replicas) for p in topic.partitions.values()}
@@ -112,15 +120,21 @@ class TopicAdmin:
         return topic, self._admin.describe_configs([resource])[resource].result(self._timeout_s)
 
     def end_offsets(self, name: str) -> int:
-        """The sum of the topic's partition end offsets: it grows whenever anything is written."""
-        try:
-            topic = self._admin.list_topics(topic=name, timeout=self._timeout_s).topics[name]
-            partitions = [TopicPartition(name, p) for p in topic.partitions]
-            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped in the stubs
-            futures = self._admin.list_offsets(dict.fromkeys(partitions, latest))
-            return sum(f.result(self._timeout_s).offset for f in futures.values())
-        except KafkaException as exc:
-            raise translate(exc, f"reading the end offsets of {name}") from exc
+        """The sum of the topic's partition end offsets: it grows whenever anything is written.
+        A topic just created may have no leaders yet for a moment; that is waited out."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                topic = self._admin.list_topics(topic=name, timeout=self._timeout_s).topics[name]
+                partitions = [TopicPartition(name, p) for p in topic.partitions]
+                latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped stubs
+                futures = self._admin.list_offsets(dict.fromkeys(partitions, latest))
+                return sum(f.result(self._timeout_s).offset for f in futures.values())
+            except KafkaException as exc:
+                settling = exc.args[0].code() in _SETTLING
+                if not settling or time.monotonic() > deadline:
+                    raise translate(exc, f"reading the end offsets of {name}") from exc
+                time.sleep(0.2)
 
     def delete(self, names: list[str]) -> None:
         if not names:
