@@ -22,6 +22,7 @@ from civsync.capture_cli import snapshot as capture_snapshot
 from civsync.config import CivsyncSettings, load_settings
 from civsync.demo import Demo
 from civsync.merge_cli import conflicts_app, merge_app, sink_app
+from civsync.reconcile import reconcile as run_reconcile
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from connectors.migrations import migrate as run_migrations
 from connectors.postgres import connect
@@ -97,6 +98,41 @@ def demo(
     except CivsyncError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         raise typer.Exit(1) from exc
+
+
+@app.command()
+def reconcile(
+    out: Annotated[Path, typer.Option(help="Folder for mismatches.csv and .jsonl")] = Path(
+        "reconcile"
+    ),
+    repair: Annotated[
+        bool, typer.Option(help="Send the differences through the merger, so policies decide")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Compare both stores field by field for every person; summarise; write the mismatches."""
+    settings = _settings(config)
+    with console.status("comparing") as status:
+        report = run_reconcile(
+            settings,
+            out,
+            repair=repair,
+            progress=lambda r: status.update(
+                f"compared {r.people['civil']:,} civil"
+                f" and {r.people['population']:,} population rows"
+            ),
+        )
+    table = Table("field", "mismatches", title="civsync reconcile")
+    for name, count in report.mismatches.most_common():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    console.print(
+        f"{report.people['civil']:,} civil and {report.people['population']:,} population rows"
+        f" in {report.seconds:.1f}s ({report.rows_per_s:,.0f} rows/s);"
+        f" mismatches in {out / 'mismatches.csv'} and {out / 'mismatches.jsonl'}"
+    )
+    if repair:
+        console.print(f"sent {report.repaired_people:,} people's differences to the merger")
 
 
 @app.command()

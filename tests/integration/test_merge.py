@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -212,3 +213,45 @@ def test_unusable_input_is_quarantined_with_its_reason_and_the_stream_goes_on(
     rejected = next(r for r in quarantined if r["reason"] == "apply.rejected")
     assert "check constraint" in rejected["detail"]
     assert rejected["store"] == "population"
+
+
+def test_reconcile_finds_drift_and_repair_brings_the_stores_back_by_policy(
+    civil: Connection,
+    population: Connection,
+    tmp_path: Path,
+    unique_name: str,
+    settings: CivsyncSettings,
+) -> None:
+    with pipeline(civil, population, tmp_path, unique_name) as run:
+        for n in range(5):
+            civil.execute(
+                q(
+                    "INSERT INTO {t} (pin, full_name, sex) VALUES (%s, %s, 'female')",
+                    run.civil_table,
+                ),
+                (_pin(n), f"Hoàng Thị Lan {n}"),
+            )
+        run.settle(settings.kafka)
+        # drift: a write the stream never saw (made under an origin capture filters out)
+        population.execute("SELECT pg_replication_origin_session_setup('civsync_apply_7')")
+        population.execute(
+            q("UPDATE {t} SET full_name = 'Hoang Thi Lan' WHERE pin = %s", run.population_table),
+            (_pin(2),),
+        )
+        population.execute("SELECT pg_replication_origin_session_reset()")
+        out = tmp_path / "reconcile"
+        found = _civsync("reconcile", "--out", str(out), "--config", str(run.config))
+        assert "full_name" in found
+        rows = (out / "mismatches.csv").read_text(encoding="utf-8").splitlines()
+        assert rows[1:] == [f"{_pin(2)},full_name,Hoàng Thị Lan 2,Hoang Thi Lan"]
+        assert json.loads((out / "mismatches.jsonl").read_text(encoding="utf-8")) == {
+            "pin": _pin(2),
+            "field": "full_name",
+            "civil": "Hoàng Thị Lan 2",
+            "population": "Hoang Thi Lan",
+        }
+        _civsync("reconcile", "--repair", "--out", str(out), "--config", str(run.config))
+        run.settle(settings.kafka)  # civil-status owns the name: its value is applied back
+        assert run.rows("population")[_pin(2)]["full_name"] == "Hoàng Thị Lan 2"
+        _civsync("reconcile", "--out", str(out), "--config", str(run.config))
+        assert (out / "mismatches.csv").read_text(encoding="utf-8").splitlines()[1:] == []
