@@ -17,10 +17,12 @@ test: setup lint services-up      ## lint, every test against the real services,
 	$(BIN)/pytest
 	$(BIN)/python -m bench.capture --smoke
 	$(BIN)/python -m bench.e2e --smoke
+	$(BIN)/python -m bench.reconcile --smoke
 
 bench: setup services-up          ## the full benchmarks (minutes; on demand, never in CI)
 	$(BIN)/python -m bench.capture
 	$(BIN)/python -m bench.e2e
+	$(BIN)/python -m bench.reconcile
 
 test-unit: venv                   ## the fast room only: no services
 	$(BIN)/pytest tests/unit
