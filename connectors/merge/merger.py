@@ -44,11 +44,13 @@ from connectors.merge.records import (
     state_to_json,
 )
 from connectors.merge.settings import MergeSettings
+from connectors.place_data import pre_2025_province_codes
 from connectors.quarantine import QUARANTINE, as_json, quarantine_record
 from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
 from connectors.settings import KafkaSettings
 from engine.mapping import PersonEdit, PersonMapper, UnusableChange
 from engine.person import MergedPerson, merge
+from engine.pin import Severity, check_pin
 
 log = structlog.get_logger(__name__)
 # Header of an edit merged by the process that re-keyed it, because that process owned the
@@ -68,6 +70,10 @@ class MergerConfig:
     replication_factor: int = 1
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 10_000
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _merged_at_rekey(message: Message) -> bool:
@@ -90,6 +96,7 @@ class Merger:
             }
         )
         self._decoder = AvroDecoder(registry)
+        self._provinces = pre_2025_province_codes()
         self._people: dict[int, dict[str, MergedPerson]] = {}  # edits partition -> person
         self.counts: Counter[str] = Counter()
 
@@ -208,7 +215,7 @@ class Merger:
         except UnusableChange as exc:
             self._quarantine(producer, exc.reason, exc.detail, as_json(event), event)
             return
-        if edit is None:
+        if edit is None or not self._pin_usable(producer, edit, event):
             return
         partition = edits_partition(edit.person, self._config.settings.partitions)
         ours = partition in self._people
@@ -222,6 +229,28 @@ class Merger:
         self.counts["rekeyed"] += 1
         if ours:  # this process owns the person: merge now, one hop earlier
             self._apply(producer, partition, edit, dirty)
+
+    def _pin_usable(
+        self, producer: TransactionalProducer, edit: PersonEdit, event: dict[str, Any]
+    ) -> bool:
+        """Check the person's PIN (DESIGN.md, Identity): a malformed one is quarantined, any
+        other finding is a warning, counted and logged, and the edit flows."""
+        fields = edit.fields
+        findings = check_pin(
+            edit.person,
+            birth_date=_text(fields.get("birth_date")),
+            sex=_text(fields.get("sex")),
+            provinces=self._provinces,
+        )
+        for finding in findings:
+            if finding.severity is Severity.QUARANTINE:
+                self._quarantine(producer, finding.code, finding.detail, as_json(event), event)
+                return False
+            metrics.PIN_WARNINGS.labels(finding.code).inc()
+            log.warning(
+                "PIN finding", code=finding.code, detail=finding.detail, event_id=edit.event_id
+            )
+        return True
 
     def _merge(
         self,

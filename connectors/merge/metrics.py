@@ -9,6 +9,9 @@ from connectors.capture.metrics import record_step, serve
 EDITS = Counter("civsync_merge_edits", "Person edits merged", ["origin"])
 CONFLICTS = Counter("civsync_merge_conflicts", "Conflict records", ["field", "rule", "decision"])
 QUARANTINED = Counter("civsync_merge_quarantined", "Records sent to quarantine", ["reason"])
+PIN_WARNINGS = Counter(
+    "civsync_merge_pin_warnings", "PIN findings that let the edit flow", ["code"]
+)
 TRANSACTIONS = Counter("civsync_merge_transactions", "Kafka transactions committed")
 APPLIED = Counter("civsync_sink_rows", "Rows written to a store by the sink", ["store"])
 STALE = Counter(
@@ -19,6 +22,7 @@ __all__ = [
     "APPLIED",
     "CONFLICTS",
     "EDITS",
+    "PIN_WARNINGS",
     "QUARANTINED",
     "STALE",
     "TRANSACTIONS",

@@ -192,6 +192,7 @@ def test_unusable_input_is_quarantined_with_its_reason_and_the_stream_goes_on(
         )
         insert = q("INSERT INTO {t} (pin, full_name, sex) VALUES (%s, %s, %s)", run.civil_table)
         civil.execute(insert, ("", "Không Có Số", "male"))  # no PIN: no person to merge into
+        civil.execute(insert, ("12345", "Số Sai", "male"))  # not a PIN: quarantined, named
         civil.execute(insert, (_pin(1), "Đỗ Văn Giang", "unknown"))  # refused by population
         civil.execute(insert, (_pin(2), "Đỗ Thị Hoa", "female"))  # fine
         wait_caught_up(civil, run.civil_table)
@@ -209,6 +210,7 @@ def test_unusable_input_is_quarantined_with_its_reason_and_the_stream_goes_on(
         )
     reasons = {(r["stage"], r["reason"]) for r in quarantined}
     assert ("merge", "merge.no_person_key") in reasons
+    assert ("merge", "pin.malformed") in reasons
     assert ("apply", "apply.rejected") in reasons
     rejected = next(r for r in quarantined if r["reason"] == "apply.rejected")
     assert "check constraint" in rejected["detail"]
