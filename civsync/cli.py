@@ -23,6 +23,7 @@ from civsync.config import CivsyncSettings, load_settings
 from civsync.demo import Demo
 from civsync.merge_cli import conflicts_app, merge_app, sink_app
 from civsync.reconcile import reconcile as run_reconcile
+from civsync.remap import remap as run_remap
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from connectors.migrations import migrate as run_migrations
 from connectors.postgres import connect
@@ -133,6 +134,20 @@ def reconcile(
     )
     if repair:
         console.print(f"sent {report.repaired_people:,} people's differences to the merger")
+
+
+@app.command()
+def remap(config: ConfigOption = None) -> None:
+    """Re-derive the 2025 unit of every stored place; write back what changed."""
+    with console.status("remapping places") as status:
+        report = run_remap(
+            _settings(config), progress=lambda r: status.update(f"{r.read:,} rows read")
+        )
+    changed = ", ".join(f"{q}: {n:,}" for q, n in report.changed.most_common()) or "none"
+    console.print(
+        f"{report.read:,} rows read; places changed, by new quality: {changed};"
+        f" unknown codes quarantined: {report.unknown:,}"
+    )
 
 
 @app.command()

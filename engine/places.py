@@ -22,6 +22,17 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+# The shared fields whose values are places.
+PLACE_FIELDS = frozenset(
+    {
+        "place_of_birth",
+        "hometown",
+        "permanent_residence",
+        "temporary_residence",
+        "current_residence",
+    }
+)
+
 
 class CodeList(enum.StrEnum):
     PRE_2025 = "pre-2025"
