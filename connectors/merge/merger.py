@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +97,6 @@ class Merger:
         self._decoder = AvroDecoder(registry)
         self._provinces = pre_2025_province_codes()
         self._people: dict[int, dict[str, MergedPerson]] = {}  # edits partition -> person
-        self.counts: Counter[str] = Counter()
 
     def prepare(self) -> None:
         """Create the topics (source topics too, so the group can subscribe before capture
@@ -226,7 +224,6 @@ class Merger:
             partition=partition,
             headers=[(MERGED_HEADER, self._config.instance.encode())] if ours else None,
         )
-        self.counts["rekeyed"] += 1
         if ours:  # this process owns the person: merge now, one hop earlier
             self._apply(producer, partition, edit, dirty)
 
@@ -296,7 +293,6 @@ class Merger:
             key = (partition, edit.person)
             dirty[key] = dirty.get(key, False) or result.changed
         metrics.EDITS.labels(edit.origin).inc()
-        self.counts["merged"] += 1
 
     def _quarantine(
         self,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -211,7 +210,6 @@ class StoreSink:
             raise FatalError(f"no table of store {store!r} is mapped in [merge.tables]")
         self._decoder = AvroDecoder(registry)
         self._quarantine = AvroProducer(kafka, registry)
-        self.counts: Counter[str] = Counter()
 
     def run(self, stop: threading.Event) -> None:
         consumer = Consumer(
@@ -289,8 +287,6 @@ class StoreSink:
     ) -> None:
         started = time.perf_counter()
         written, stale = self._write_or_split(conn, targets, records)
-        self.counts["written"] += written
-        self.counts["stale"] += stale
         metrics.APPLIED.labels(self._store).inc(written)
         metrics.STALE.labels(self._store).inc(stale)
         log.debug(

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
+from connectors.kafka.admin import TopicAdmin
 from connectors.merge.settings import DEFAULT_TABLES
 from connectors.postgres import Connection
 from connectors.settings import KafkaSettings
@@ -147,13 +147,13 @@ class Pipeline:
         for two seconds and the stores in agreement (or the timeout: then fail)."""
         wait_caught_up(self.civil, self.civil_table, timeout_s)
         wait_caught_up(self.population, self.population_table, timeout_s)
-        person_topic = f"{self.topic_prefix}.person"
+        person_topic, topics = f"{self.topic_prefix}.person", TopicAdmin(kafka)
 
         def quiet() -> bool:
             self.check_alive()
-            before = topic_end(kafka, person_topic)
+            before = topics.end_offsets(person_topic)
             time.sleep(2.0)
-            return topic_end(kafka, person_topic) == before and not self.disagreements()
+            return topics.end_offsets(person_topic) == before and not self.disagreements()
 
         wait_for(quiet, "the pipeline settles with both stores in agreement", timeout_s=timeout_s)
 
@@ -162,19 +162,6 @@ class Pipeline:
         table = self.civil_table if store == "civil" else self.population_table
         log = conn.execute(q("SELECT pin, by_civsync FROM {t} ORDER BY at", f"{table}_writes"))
         return [(str(pin), bool(by)) for pin, by in log]
-
-
-def topic_end(kafka: KafkaSettings, topic: str) -> int:
-    """The sum of ``topic``'s partition end offsets (0 before it exists)."""
-    consumer = Consumer(kafka.client_config() | {"group.id": "civsync-test-ends"})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in metadata.partitions
-        )
-    finally:
-        consumer.close()
 
 
 def write_config(path: Path, name: str, *, partitions: int = 3) -> Path:
