@@ -1,9 +1,21 @@
-"""From a store's captured row changes to edits of a person's shared fields.
+"""From a store's captured row changes to edits of people's shared fields and identities.
 
-A ``TableMapping`` says which table of which store carries person data, which column
-identifies the person, and which column holds each shared field. ``PersonMapper`` turns a
-decoded change event (the Avro record of ``schemas/change_event.avsc``) into a
-``PersonEdit``: only the fields the change set, so an update of one column never restates
+A ``TableMapping`` says how one table of one store describes a person: the column holding the
+person's PIN, the columns holding shared fields, and what else a row of that table means:
+
+- ``local_key``: the store's own id of the person, so a person whose PIN is not known yet
+  (a birth awaiting one) is still one person, keyed ``<store>#<id>`` (a *provisional* key);
+- ``constants``: fields every row sets to a fixed value (a marriage: marital status);
+- ``field_column``/``value_column``: a row that names the field it changes (a correction);
+- ``link_column``: a row that says its person is now known by another key (a re-issued PIN,
+  a PIN assigned to a birth); it becomes an identity link, ``PersonEdit.link_to``, and
+  nothing else (the table's columns are for sinks);
+- ``unknown``: column values that mean "not known" (a legacy ``unknown`` sex), read as no value;
+- ``keys`` and ``apply``: for sinks, whether the table is written, and which people it holds.
+
+A table can have several mappings (a marriage describes both spouses). ``PersonMapper`` turns
+a decoded change event (the Avro record of ``schemas/change_event.avsc``) into
+``PersonEdit``s: only the fields the change set, so an update of one column never restates
 the others with a newer clock.
 """
 
@@ -16,20 +28,71 @@ from typing import Any
 from engine.events import Hlc, Value
 from engine.merge import FieldEdit
 
+PROVISIONAL = "#"  # separates store and local id in a provisional person key
+
+
+def provisional_key(store: str, local_id: object) -> str:
+    """The key of a person known to ``store`` only by its own id ``local_id``."""
+    return f"{store}{PROVISIONAL}{local_id}"
+
+
+def local_id_of(person: str, store: str) -> str | None:
+    """The local id in ``person`` if it is a provisional key of ``store``, else None."""
+    prefix = f"{store}{PROVISIONAL}"
+    return person[len(prefix) :] if person.startswith(prefix) else None
+
+
+def is_provisional(person: str) -> bool:
+    return PROVISIONAL in person
+
 
 @dataclass(frozen=True)
 class TableMapping:
-    """One table of one store that carries person fields: ``columns`` maps field -> column."""
+    """One way one table of one store describes a person (see the module docstring)."""
 
     store: str
     table: str  # schema.table
     person_column: str
-    columns: Mapping[str, str]
+    columns: Mapping[str, str] = field(default_factory=dict)  # field -> column
+    local_key: str | None = None
+    constants: Mapping[str, Value] = field(default_factory=dict)
+    field_column: str | None = None
+    value_column: str | None = None
+    link_column: str | None = None
+    unknown: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # column -> values
+    keys: str = "pin"  # what person_column holds for a sink: PINs, or provisional keys
+    apply: bool = True  # whether a sink writes merged people into this table
+
+    def accepts(self, person: str) -> bool:
+        """Whether a sink writes ``person`` into this table: a PIN into a PIN-keyed table
+        (or its own store's provisional person, found by local id), a provisional key into a
+        table of provisional keys."""
+        if self.keys == "provisional":
+            return is_provisional(person)
+        own = self.local_key is not None and local_id_of(person, self.store) is not None
+        return own or not is_provisional(person)
+
+    def key_of(self, row: Mapping[str, Value]) -> str | None:
+        """The person the row describes: the PIN, else the provisional key, else None."""
+        pin = row.get(self.person_column)
+        if pin is not None and pin != "":
+            return str(pin)
+        local = row.get(self.local_key) if self.local_key else None
+        return None if local is None else provisional_key(self.store, local)
+
+    def value(self, row: Mapping[str, Value], column: str) -> Value:
+        value = row.get(column)
+        return None if value in self.unknown.get(column, ()) else value
 
 
 @dataclass(frozen=True)
 class PersonEdit:
-    """Values one origin gave to some of a person's fields in one change."""
+    """Values one origin gave to some of a person's fields in one change.
+
+    ``link_to`` makes it an identity link: the person is now known as that key, and
+    everything known under this key moves there. ``former_keys`` are keys the person was
+    known by, carried to the person they moved to.
+    """
 
     person: str
     origin: str
@@ -38,6 +101,8 @@ class PersonEdit:
     fields: Mapping[str, Value]
     resolves: str | None = None  # a steward's decision: the conflict it settles
     actor: str | None = None
+    link_to: str | None = None
+    former_keys: tuple[str, ...] = ()
 
     def field_edits(self) -> list[FieldEdit]:
         return [
@@ -59,59 +124,98 @@ class PersonMapper:
     """Maps change events of the mapped tables to person edits."""
 
     tables: Iterable[TableMapping]
-    _by_source: dict[tuple[str, str], TableMapping] = field(init=False)
+    _by_source: dict[tuple[str, str], list[TableMapping]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._by_source = {(t.store, t.table): t for t in self.tables}
+        self._by_source = {}
+        for mapping in self.tables:
+            self._by_source.setdefault((mapping.store, mapping.table), []).append(mapping)
 
-    def mapping_for(self, store: str, table: str) -> TableMapping | None:
-        return self._by_source.get((store, table))
-
-    def edit_of(self, event: Mapping[str, Any]) -> PersonEdit | None:
-        """The person edit in ``event``, or None when it sets no shared field.
+    def edits_of(self, event: Mapping[str, Any]) -> list[PersonEdit]:
+        """The person edits and identity links in ``event``; none if it sets no shared field.
 
         A delete edits nothing: registrations are acts, and a person is never removed by
         synchronisation; the delete stays on its source topic for auditors.
         """
         source = event["source"]
         table = f"{source['schema']}.{source['table']}"
-        mapping = self._by_source.get((source["store"], table))
-        if mapping is None:
+        mappings = self._by_source.get((source["store"], table))
+        if mappings is None:
             raise UnusableChange(
                 "merge.unmapped_table", f"{source['store']} table {table} has no person mapping"
             )
         after, before = event.get("after"), event.get("before")
         if event["op"] == "d" or after is None:
-            return None
-        person = after.get(mapping.person_column)
-        if person is None or person == "":
-            raise UnusableChange(
-                "merge.no_person_key",
-                f"{source['store']} {table}: column {mapping.person_column} is empty",
-            )
-        prior = before if event["op"] == "u" else None
-        if prior is not None and prior.get(mapping.person_column) != person:
-            prior = None  # the row now belongs to another person: every field is news
-        # A new row's empty column says nothing; an update without the old row (no REPLICA
-        # IDENTITY FULL) restates every column it carries, NULLs included.
-        restates_nulls = event["op"] == "u" and before is None
-        fields = {
-            name: after[column]
-            for name, column in mapping.columns.items()
-            if column in after
-            and (
-                prior.get(column) != after[column]
-                if prior is not None
-                else restates_nulls or after[column] is not None
-            )
-        }
-        if not fields:
-            return None
-        hlc = event["hlc"]
+            return []
+        return [edit for m in mappings for edit in _edits(m, event, after, before)]
+
+
+def _edits(
+    mapping: TableMapping,
+    event: Mapping[str, Any],
+    after: Mapping[str, Value],
+    before: Mapping[str, Value] | None,
+) -> list[PersonEdit]:
+    person = mapping.key_of(after)
+    if person is None:
+        raise UnusableChange(
+            "merge.no_person_key",
+            f"{mapping.store} {mapping.table}: column {mapping.person_column} is empty",
+        )
+    hlc = event["hlc"]
+
+    def edit(key: str, fields: Mapping[str, Value], link_to: str | None = None) -> PersonEdit:
         return PersonEdit(
-            person=str(person),
-            origin=source["store"],
+            person=key,
+            origin=mapping.store,
             event_id=event["event_id"],
             hlc=Hlc(hlc["wall_ms"], hlc["logical"], hlc["node"]),
             fields=fields,
+            link_to=link_to,
         )
+
+    found = []
+    prior_key = mapping.key_of(before) if event["op"] == "u" and before is not None else None
+    if mapping.link_column is not None:  # a link table's columns are only for sinks
+        target = after.get(mapping.link_column)
+        changed = before is None or before.get(mapping.link_column) != target
+        if target in (None, "", person) or not changed:
+            return []
+        return [edit(person, {}, link_to=str(target))]
+    if prior_key is not None and prior_key != person:
+        found.append(edit(prior_key, {}, link_to=person))  # the PIN became known, or changed
+    # An update without the old row (no REPLICA IDENTITY FULL) restates every column.
+    restates_nulls = event["op"] == "u" and before is None
+    prior = before if prior_key == person else None  # a new key: every field is news
+    fields = _fields(mapping, after, prior, restates_nulls=restates_nulls)
+    if fields:
+        found.append(edit(person, fields))
+    return found
+
+
+def _fields(
+    mapping: TableMapping,
+    after: Mapping[str, Value],
+    prior: Mapping[str, Value] | None,
+    *,
+    restates_nulls: bool,
+) -> dict[str, Value]:
+    """The fields the change set: those that differ from ``prior``; without it, every
+    column that holds a value (every column, NULLs included, if ``restates_nulls``)."""
+    fields = {
+        name: mapping.value(after, column)
+        for name, column in mapping.columns.items()
+        if column in after
+        and (
+            mapping.value(prior, column) != mapping.value(after, column)
+            if prior is not None
+            else restates_nulls or mapping.value(after, column) is not None
+        )
+    }
+    if mapping.field_column and mapping.value_column and prior is None:
+        name = after.get(mapping.field_column)
+        if isinstance(name, str) and name:
+            fields[name] = mapping.value(after, mapping.value_column)
+    if fields or prior is None:
+        fields.update(mapping.constants)
+    return fields

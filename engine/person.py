@@ -6,6 +6,12 @@ edit settled the field) when a held conflict closes. The version grows only when
 view changes, so a sink can refuse to write an older version over a newer one. Given the
 same edits in the same order (one partition of the edits topic), every process computes
 the same result.
+
+Identity: ``link`` moves a person to the key it is now known by (a re-issued PIN, a PIN
+assigned to a birth). The person becomes a forwarding stub and everything known under the
+old key is re-sent to the new one as edits, with the old key among its ``former_keys``.
+The merge state is a join-semilattice, so the new key ends in the same state whatever the
+order in which its own edits and the forwarded ones arrive.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from engine.events import Hlc
 from engine.mapping import PersonEdit
 from engine.merge import Conflict, FieldEdit, Outcome, PersonState
 from engine.policy import STEWARD, FieldPolicy
@@ -23,6 +30,8 @@ class MergedPerson:
     state: PersonState
     version: int = 0
     open_conflicts: Mapping[str, Conflict] = field(default_factory=dict)  # field -> conflict
+    successor: str | None = None  # the key this person moved to; edits are forwarded there
+    former_keys: tuple[str, ...] = ()  # keys this person was known by, sorted
 
     @classmethod
     def new(cls, person: str) -> MergedPerson:
@@ -50,8 +59,9 @@ def merge(
     for field_edit in edit.field_edits():
         state, found = state.apply(field_edit, policies[field_edit.field])
         records += found
-    if state is person.state:  # a duplicate: nothing moved
-        return MergeResult(person, [], changed=False)
+    former_keys = tuple(sorted({*person.former_keys, *edit.former_keys}))
+    if state is person.state and former_keys == person.former_keys:
+        return MergeResult(person, [], changed=False)  # a duplicate: nothing moved
     open_conflicts = dict(person.open_conflicts)
     held = {c.field: c for c in records if c.decision == "held"}
     for name in touched:
@@ -63,8 +73,14 @@ def merge(
             del open_conflicts[name]
     open_conflicts.update(held)
     after = {name: state.outcome(name, policies[name]) for name in touched}
-    changed = after != before
-    merged = MergedPerson(state, person.version + int(changed), open_conflicts)
+    changed = after != before or former_keys != person.former_keys
+    merged = replace(
+        person,
+        state=state,
+        version=person.version + int(changed),
+        open_conflicts=open_conflicts,
+        former_keys=former_keys,
+    )
     return MergeResult(merged, records, changed)
 
 
@@ -80,3 +96,43 @@ def _closed(conflict: Conflict, standing: FieldEdit | None, edit: PersonEdit) ->
         outcome=standing,
         actor=edit.actor if by_steward else None,
     )
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    person: MergedPerson  # the forwarding stub left under the old key
+    conflicts: list[Conflict]  # the old key's open conflicts, closed as superseded
+    forwarded: list[PersonEdit]  # everything known under the old key, for the new one
+
+
+def link(person: MergedPerson, edit: PersonEdit) -> LinkResult:
+    """Move ``person`` to ``edit.link_to``. A second link of a moved person moves nothing."""
+    assert edit.link_to is not None  # noqa: S101 - callers pass identity links only
+    if person.successor is not None:
+        return LinkResult(person, [], [])
+    key = person.state.person
+    by_source: dict[tuple[str, str, Hlc], dict[str, FieldEdit]] = {}
+    for state in person.state.fields.values():
+        for field_edit in (*state.latest.values(), state.earliest):
+            if field_edit is not None:
+                source = (field_edit.origin, field_edit.event_id, field_edit.hlc)
+                by_source.setdefault(source, {})[field_edit.field] = field_edit
+    forwarded = [
+        PersonEdit(
+            edit.link_to, origin, event_id, hlc, {n: e.value for n, e in sorted(edits.items())}
+        )
+        for (origin, event_id, hlc), edits in sorted(by_source.items(), key=lambda i: i[0][2])
+    ]
+    forwarded.append(
+        PersonEdit(
+            edit.link_to,
+            edit.origin,
+            edit.event_id,
+            edit.hlc,
+            {},
+            former_keys=tuple(sorted({*person.former_keys, key})),
+        )
+    )
+    closed = [_closed(c, None, edit) for _, c in sorted(person.open_conflicts.items())]
+    stub = MergedPerson(PersonState(key), person.version + 1, successor=edit.link_to)
+    return LinkResult(stub, closed, forwarded)

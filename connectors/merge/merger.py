@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -42,13 +42,14 @@ from connectors.merge.records import (
     state_from_json,
     state_to_json,
 )
-from connectors.merge.settings import MergeSettings
+from connectors.merge.settings import KeyKind, MergeSettings
 from connectors.place_data import pre_2025_province_codes
 from connectors.quarantine import QUARANTINE, as_json, quarantine_record
 from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
 from connectors.settings import KafkaSettings
-from engine.mapping import PersonEdit, PersonMapper, UnusableChange
-from engine.person import MergedPerson, merge
+from engine.mapping import PersonEdit, PersonMapper, UnusableChange, is_provisional
+from engine.merge import Conflict
+from engine.person import MergedPerson, link, merge
 from engine.pin import Severity, check_pin
 
 log = structlog.get_logger(__name__)
@@ -191,8 +192,7 @@ class Merger:
                 self._topics.state, person.encode(), state_to_json(merged), partition=partition
             )
             if changed:
-                record = person_to_avro(merged, self._policies)
-                producer.produce(self._topics.person, {"person": person}, record)
+                self._publish(producer, merged)
         return [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
 
     def _rekey(
@@ -204,7 +204,7 @@ class Merger:
         where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
         try:
             event = self._decoder.decode(message.value() or b"", where)
-            edit = self._mapper.edit_of(event)
+            edits = self._mapper.edits_of(event)
         except DecodingError as exc:
             self._quarantine(
                 producer, "merge.undecodable", str(exc), (message.value() or b"").hex()
@@ -213,8 +213,15 @@ class Merger:
         except UnusableChange as exc:
             self._quarantine(producer, exc.reason, exc.detail, as_json(event), event)
             return
-        if edit is None or not self._pin_usable(producer, edit, event):
-            return
+        for edit in edits:
+            if self._pin_usable(producer, edit, event):
+                self._send(producer, edit, dirty)
+
+    def _send(
+        self, producer: TransactionalProducer, edit: PersonEdit, dirty: dict[tuple[int, str], bool]
+    ) -> None:
+        """Publish ``edit`` on its person's partition of the edits topic; if this process
+        owns that partition, merge it now, one hop earlier."""
         partition = edits_partition(edit.person, self._config.settings.partitions)
         ours = partition in self._people
         producer.produce(
@@ -224,21 +231,27 @@ class Merger:
             partition=partition,
             headers=[(MERGED_HEADER, self._config.instance.encode())] if ours else None,
         )
-        if ours:  # this process owns the person: merge now, one hop earlier
+        if ours:
             self._apply(producer, partition, edit, dirty)
 
     def _pin_usable(
         self, producer: TransactionalProducer, edit: PersonEdit, event: dict[str, Any]
     ) -> bool:
-        """Check the person's PIN (DESIGN.md, Identity): a malformed one is quarantined, any
-        other finding is a warning, counted and logged, and the edit flows."""
+        """Check the person's PIN, and the PIN a link moves it to (DESIGN.md, Identity): a
+        malformed one is quarantined, any other finding is a warning, counted and logged, and
+        the edit flows. A provisional key (a birth awaiting its PIN) has no PIN to check."""
         fields = edit.fields
-        findings = check_pin(
-            edit.person,
-            birth_date=_text(fields.get("birth_date")),
-            sex=_text(fields.get("sex")),
-            provinces=self._provinces,
-        )
+        findings = [
+            finding
+            for pin in (edit.person, edit.link_to)
+            if pin is not None and not is_provisional(pin)
+            for finding in check_pin(
+                pin,
+                birth_date=_text(fields.get("birth_date")),
+                sex=_text(fields.get("sex")),
+                provinces=self._provinces,
+            )
+        ]
         for finding in findings:
             if finding.severity is Severity.QUARANTINE:
                 self._quarantine(producer, finding.code, finding.detail, as_json(event), event)
@@ -280,19 +293,75 @@ class Merger:
             return
         people = self._people.setdefault(partition, {})
         person = people.get(edit.person) or MergedPerson.new(edit.person)
+        if person.successor is not None:  # the person moved: so does the edit
+            self._send(producer, replace(edit, person=person.successor), dirty)
+            return
+        if edit.link_to is not None:
+            self._link(producer, partition, person, edit, dirty)
+            return
         result = merge(person, edit, self._policies)
-        for conflict in result.conflicts:
+        self._conflicts(producer, result.conflicts)
+        if result.person is not person:
+            people[edit.person] = result.person
+            key = (partition, edit.person)
+            dirty[key] = dirty.get(key, False) or result.changed
+        metrics.EDITS.labels(edit.origin).inc()
+
+    def _link(
+        self,
+        producer: TransactionalProducer,
+        partition: int,
+        person: MergedPerson,
+        edit: PersonEdit,
+        dirty: dict[tuple[int, str], bool],
+    ) -> None:
+        """Move ``person`` to the key ``edit`` links it to, with all that is known of it."""
+        target = edit.link_to
+        if target == edit.person or target in person.former_keys:
+            detail = "an identity link back to a key this person was already known by"
+            self._quarantine(producer, "identity.cycle", detail, as_json(edit_to_avro(edit)))
+            return
+        result = link(person, edit)
+        if result.person is person:
+            return
+        self._people[partition][edit.person] = result.person
+        dirty[(partition, edit.person)] = True
+        self._conflicts(producer, result.conflicts)
+        for forwarded in result.forwarded:
+            self._send(producer, forwarded, dirty)
+        metrics.LINKS.inc()
+
+    def _conflicts(self, producer: TransactionalProducer, conflicts: list[Conflict]) -> None:
+        for conflict in conflicts:
             producer.produce(
                 self._topics.conflicts,
                 {"conflict_id": conflict.conflict_id},
                 conflict_to_avro(conflict),
             )
             metrics.CONFLICTS.labels(conflict.field, str(conflict.rule), conflict.decision).inc()
-        if result.person is not person:
-            people[edit.person] = result.person
-            key = (partition, edit.person)
-            dirty[key] = dirty.get(key, False) or result.changed
-        metrics.EDITS.labels(edit.origin).inc()
+
+    def _publish(self, producer: TransactionalProducer, merged: MergedPerson) -> None:
+        """The new merged record on civsync.person: a tombstone for a person that moved; a
+        person still missing what the policy needs is quarantined instead, naming the
+        fields, and published by the edit that completes it."""
+        person = merged.state.person
+        if merged.successor is not None:
+            producer.produce(self._topics.person, {"person": person}, None)
+            return
+        kind: KeyKind = "provisional" if is_provisional(person) else "pin"
+        view = merged.view(self._policies)
+        missing = [
+            name
+            for name in self._config.settings.required.get(kind, ())
+            if name not in view or view[name].value is None
+        ]
+        if missing:
+            detail = f"a {kind}-keyed person needs {', '.join(missing)}: not published until set"
+            self._quarantine(producer, "merge.incomplete", detail, state_to_json(merged).decode())
+            return
+        producer.produce(
+            self._topics.person, {"person": person}, person_to_avro(merged, self._policies)
+        )
 
     def _quarantine(
         self,

@@ -12,6 +12,7 @@ QUARANTINED = Counter("civsync_merge_quarantined", "Records sent to quarantine",
 PIN_WARNINGS = Counter(
     "civsync_merge_pin_warnings", "PIN findings that let the edit flow", ["code"]
 )
+LINKS = Counter("civsync_merge_links", "People moved to a new key by an identity link")
 TRANSACTIONS = Counter("civsync_merge_transactions", "Kafka transactions committed")
 APPLIED = Counter("civsync_sink_rows", "Rows written to a store by the sink", ["store"])
 STALE = Counter(
@@ -22,6 +23,7 @@ __all__ = [
     "APPLIED",
     "CONFLICTS",
     "EDITS",
+    "LINKS",
     "PIN_WARNINGS",
     "QUARANTINED",
     "STALE",

@@ -90,6 +90,8 @@ def edit_to_avro(edit: PersonEdit) -> dict[str, Any]:
         "fields": dict(edit.fields),
         "resolves": edit.resolves,
         "actor": edit.actor,
+        "link_to": edit.link_to,
+        "former_keys": list(edit.former_keys),
     }
 
 
@@ -102,6 +104,8 @@ def edit_from_avro(record: Mapping[str, Any]) -> PersonEdit:
         fields=record["fields"],
         resolves=record.get("resolves"),
         actor=record.get("actor"),
+        link_to=record.get("link_to"),
+        former_keys=tuple(record.get("former_keys", ())),
     )
 
 
@@ -133,6 +137,7 @@ def person_to_avro(person: MergedPerson, policies: Mapping[str, FieldPolicy]) ->
         "version": person.version,
         "fields": fields,
         "ts_ms": time.time_ns() // 1_000_000,
+        "former_keys": list(person.former_keys),
     }
 
 
@@ -186,6 +191,8 @@ def state_to_json(person: MergedPerson) -> bytes:
         "version": person.version,
         "fields": fields,
         "open": {name: _conflict_json(c) for name, c in sorted(person.open_conflicts.items())},
+        "successor": person.successor,
+        "former_keys": list(person.former_keys),
     }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -209,4 +216,10 @@ def state_from_json(payload: bytes) -> MergedPerson:
         )
         for name, c in document["open"].items()
     }
-    return MergedPerson(PersonState(person, fields), document["version"], open_conflicts)
+    return MergedPerson(
+        PersonState(person, fields),
+        document["version"],
+        open_conflicts,
+        successor=document.get("successor"),
+        former_keys=tuple(document.get("former_keys", ())),
+    )

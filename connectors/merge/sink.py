@@ -9,6 +9,11 @@ One store transaction per batch of person records:
 3. the mapped columns of those people are updated, or their row inserted; a row that
    already holds the merged values is not written at all.
 
+Identity: a record's ``former_keys`` rename the rows still under them first (a re-issued
+PIN; a birth's provisional key ``civil#<id>`` gets the PIN the population store assigned,
+written back). A provisional person is written to its own store's row by local id, and to
+the tables that hold provisional people (the population store's birth notifications).
+
 The session is bound to one of the ``civsync_apply`` replication origins, so capture never
 publishes these writes back (no ping-pong). Kafka offsets are committed after the store
 commits: a crash in between replays the batch, and step 2 makes the replay a no-op.
@@ -41,7 +46,7 @@ from connectors.quarantine import QUARANTINE, as_json, quarantine_record
 from connectors.registry import SchemaRegistry
 from connectors.settings import KafkaSettings, StoreSettings
 from engine.errors import FatalError
-from engine.mapping import TableMapping
+from engine.mapping import TableMapping, is_provisional, local_id_of
 
 log = structlog.get_logger(__name__)
 # A fetch waits at most this long for new records (librdkafka's default, 500 ms, would be
@@ -72,12 +77,17 @@ class _Target:
     copy: sql.Composed
     mark_fresh: sql.Composed
     update: sql.Composed
+    update_local: sql.Composed | None  # a provisional person of this store, by local id
     insert: sql.Composed
+    rename: sql.Composed
+    rename_local: sql.Composed | None
 
     @classmethod
     def build(cls, conn: Connection, mapping: TableMapping, index: int) -> _Target:
         types = _column_types(conn, mapping.table)
-        missing = sorted({mapping.person_column, *mapping.columns.values()} - set(types))
+        local = mapping.local_key
+        wanted = {mapping.person_column, *mapping.columns.values(), *([local] if local else [])}
+        missing = sorted(wanted - set(types))
         if missing:
             raise FatalError(f"table {mapping.table} has no column(s) {missing}")
         stage = f"civsync_stage_{index}"
@@ -91,11 +101,12 @@ class _Target:
         conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE IF NOT EXISTS {} (person text PRIMARY KEY, version bigint,"
-                " fresh boolean NOT NULL DEFAULT false, {}) ON COMMIT DELETE ROWS"
+                " key text, local_id text, fresh boolean NOT NULL DEFAULT false, {})"
+                " ON COMMIT DELETE ROWS"
             ).format(sql.Identifier(stage), sql.SQL(", ").join(stage_columns))
         )
         target, key = _qualified(mapping.table), sql.Identifier(mapping.person_column)
-        person = sql.SQL("s.person::{}").format(sql.SQL(types[mapping.person_column]))
+        person = sql.SQL("s.key::{}").format(sql.SQL(types[mapping.person_column]))
         merged = [
             sql.SQL("CASE WHEN s.{set} THEN s.{c} ELSE t.{c} END").format(
                 c=sql.Identifier(c), set=sql.Identifier(f"{c}__set")
@@ -104,10 +115,29 @@ class _Target:
         ]
         current = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns)
         copy_columns = [sql.Identifier(x) for c in columns for x in (c, f"{c}__set")]
+
+        def update(match: sql.Composable, value: sql.Composable) -> sql.Composed:
+            """Write the merged columns of the fresh people whose ``match`` column = ``value``."""
+            return sql.SQL(
+                "UPDATE {target} t SET ({columns}) = ROW({merged}) FROM {stage} s WHERE s.fresh"
+                " AND t.{match} = {value} AND ({current}) IS DISTINCT FROM ({merged})"
+            ).format(
+                target=target,
+                columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                merged=sql.SQL(", ").join(merged),
+                stage=sql.Identifier(stage),
+                match=match,
+                value=value,
+                current=current,
+            )
+
+        local_match = sql.SQL("s.local_id::{}").format(
+            sql.SQL(types[local or mapping.person_column])
+        )
         return cls(
             mapping=mapping,
             stage=stage,
-            copy=sql.SQL("COPY {} (person, version, {}) FROM STDIN").format(
+            copy=sql.SQL("COPY {} (person, version, key, local_id, {}) FROM STDIN").format(
                 sql.Identifier(stage), sql.SQL(", ").join(copy_columns)
             ),
             mark_fresh=sql.SQL(
@@ -118,21 +148,12 @@ class _Target:
                 " WHERE a.version < excluded.version RETURNING person)"
                 " UPDATE {stage} s SET fresh = true FROM fresh WHERE s.person = fresh.person"
             ).format(name=sql.Literal(mapping.table), stage=sql.Identifier(stage)),
-            update=sql.SQL(
-                "UPDATE {target} t SET ({columns}) = ROW({merged}) FROM {stage} s"
-                " WHERE s.fresh AND t.{key} = {person} AND ({current}) IS DISTINCT FROM ({merged})"
-            ).format(
-                target=target,
-                columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                merged=sql.SQL(", ").join(merged),
-                stage=sql.Identifier(stage),
-                key=key,
-                person=person,
-                current=current,
-            ),
+            update=update(key, person),
+            update_local=None if local is None else update(sql.Identifier(local), local_match),
             insert=sql.SQL(
                 "INSERT INTO {target} ({key}, {columns}) SELECT {person}, {values} FROM {stage} s"
-                " WHERE s.fresh AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = {person})"
+                " WHERE s.fresh AND s.key IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = {person})"
                 " ON CONFLICT DO NOTHING"
             ).format(
                 target=target,
@@ -144,6 +165,15 @@ class _Target:
                 ),
                 stage=sql.Identifier(stage),
             ),
+            rename=sql.SQL(
+                "UPDATE {target} SET {key} = %(new)s WHERE {key} = %(old)s"
+                " AND NOT EXISTS (SELECT 1 FROM {target} WHERE {key} = %(new)s)"
+            ).format(target=target, key=key),
+            rename_local=None
+            if local is None
+            else sql.SQL(
+                "UPDATE {target} SET {key} = %(new)s WHERE {local} = %(old)s AND {key} IS NULL"
+            ).format(target=target, key=key, local=sql.Identifier(local)),
         )
 
     def rows(self, records: list[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
@@ -151,7 +181,10 @@ class _Target:
         merged record has the field at all (a field nobody has set leaves the column alone)."""
         rows = []
         for record in records:
-            row: list[Any] = [record["person"], record["version"]]
+            person = record["person"]
+            local = local_id_of(person, self.mapping.store) if self.mapping.local_key else None
+            key = None if local is not None else person
+            row: list[Any] = [person, record["version"], key, local]
             fields = record["fields"]
             for name in self.mapping.columns:
                 merged = fields.get(name)
@@ -161,7 +194,11 @@ class _Target:
 
     def apply(self, conn: Connection, records: list[Mapping[str, Any]]) -> tuple[int, int]:
         """(rows written, people skipped as stale) for ``records``, inside the open transaction."""
+        records = [r for r in records if self.mapping.accepts(r["person"])]
+        if not records:
+            return 0, 0
         with conn.cursor() as cursor:
+            self._rename(cursor, records)
             with cursor.copy(self.copy) as copy:
                 for row in self.rows(records):
                     copy.write_row(row)
@@ -169,9 +206,23 @@ class _Target:
             fresh = cursor.rowcount
             cursor.execute(self.update)
             written = cursor.rowcount
+            if self.update_local is not None:
+                cursor.execute(self.update_local)
+                written += cursor.rowcount
             cursor.execute(self.insert)
             written += cursor.rowcount
         return written, len(records) - fresh
+
+    def _rename(self, cursor: psycopg.Cursor[Any], records: list[Mapping[str, Any]]) -> None:
+        """Rows still under a key a person was known by take the person's key."""
+        for record in records:
+            person = record["person"]
+            for old in record.get("former_keys", ()):
+                local = local_id_of(old, self.mapping.store)
+                if local is not None and self.rename_local is not None:
+                    cursor.execute(self.rename_local, {"new": person, "old": local})
+                elif not is_provisional(old) and not is_provisional(person):
+                    cursor.execute(self.rename, {"new": person, "old": old})
 
 
 def _column_types(conn: Connection, table: str) -> dict[str, str]:
@@ -205,7 +256,7 @@ class StoreSink:
     ) -> None:
         self._store, self._store_settings, self._merge = store, store_settings, merge
         self._kafka, self._poll_s = kafka, poll_s
-        self._mappings = [m for m in merge.mappings() if m.store == store]
+        self._mappings = [m for m in merge.mappings() if m.store == store and m.apply]
         if not self._mappings:
             raise FatalError(f"no table of store {store!r} is mapped in [merge.tables]")
         self._decoder = AvroDecoder(registry)
@@ -271,6 +322,8 @@ class StoreSink:
             error = message.error()
             if error is not None:
                 raise translate(error, "consuming civsync.person")
+            if message.value() is None:
+                continue  # a tombstone: the person moved to a new key, whose record follows
             where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
             try:
                 record = self._decoder.decode(message.value() or b"", where)

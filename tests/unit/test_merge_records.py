@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import unicodedata
+from dataclasses import replace
 from typing import Any
 
 import fastavro
@@ -161,14 +162,28 @@ def test_every_conflict_record_matches_its_schema() -> None:
         assert record["actor"] == conflict.actor
 
 
+def test_the_changelog_keeps_a_moved_person_and_the_former_keys() -> None:
+    person, _ = _merge_all(HISTORY)
+    moved = replace(person, successor="001190000002", former_keys=("civil#7", "001090000001"))
+    assert state_from_json(state_to_json(moved)) == moved
+
+
 @settings(max_examples=200)
-@given(edits, st.one_of(st.none(), st.text(max_size=5)), st.one_of(st.none(), st.text()))
+@given(
+    edits,
+    st.one_of(st.none(), st.text(max_size=5)),
+    st.one_of(st.none(), st.text()),
+    st.one_of(st.none(), st.text(max_size=12)),
+    st.lists(st.text(max_size=12), max_size=3).map(tuple),
+)
 def test_an_edit_record_matches_its_schema_and_gives_back_the_edit(
-    edit: PersonEdit, resolves: str | None, actor: str | None
+    edit: PersonEdit,
+    resolves: str | None,
+    actor: str | None,
+    link_to: str | None,
+    former_keys: tuple[str, ...],
 ) -> None:
-    edit = PersonEdit(
-        edit.person, edit.origin, edit.event_id, edit.hlc, edit.fields, resolves, actor
-    )
+    edit = replace(edit, resolves=resolves, actor=actor, link_to=link_to, former_keys=former_keys)
     record = edit_to_avro(edit)
     _validate(record, PERSON_EDIT)
     assert edit_from_avro(record) == edit

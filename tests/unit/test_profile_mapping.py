@@ -1,0 +1,111 @@
+"""The shipped profile (connectors.merge.settings.DEFAULT_TABLES): how each registration and
+identity table of the two stores becomes person edits and identity links."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connectors.merge.settings import MergeSettings
+from engine.events import Value
+from engine.mapping import PersonEdit, PersonMapper, UnusableChange
+
+MAPPER = PersonMapper(MergeSettings().mappings())
+PIN_A, PIN_B = "001090000001", "001190000002"
+
+
+def _edits(
+    table: str, after: dict[str, Value], *, op: str = "c", before: dict[str, Value] | None = None
+) -> list[PersonEdit]:
+    store = "population" if table in {"citizen", "pin_history", "birth_notification"} else "civil"
+    event: dict[str, Any] = {
+        "event_id": f"{store}:00000000000000a0:0",
+        "op": op,
+        "before": before,
+        "after": after,
+        "source": {"store": store, "schema": "public", "table": table},
+        "hlc": {"wall_ms": 1_750_000_000_000, "logical": 0, "node": store},
+    }
+    return MAPPER.edits_of(event)
+
+
+def _summary(edits: list[PersonEdit]) -> list[tuple[str, dict[str, Value], str | None]]:
+    return [(e.person, dict(e.fields), e.link_to) for e in edits]
+
+
+def test_a_birth_gives_the_childs_birth_fields_and_reads_an_unknown_sex_as_no_value() -> None:
+    act = {"id": 1, "person_id": 7, "pin": PIN_A, "full_name": "Lê Thị Hoa", "sex": "unknown"}
+    act |= {"birth_date": "1990", "father": "Lê Văn Nam", "book": "01", "number": "12"}
+    assert _summary(_edits("birth_registration", act)) == [
+        (
+            PIN_A,
+            {"full_name": "Lê Thị Hoa", "birth_date": "1990", "father": "Lê Văn Nam"},
+            None,
+        )
+    ]
+
+
+def test_a_birth_without_a_pin_keys_the_child_by_its_civil_id() -> None:
+    act = {"id": 1, "person_id": 7, "pin": None, "full_name": "Lê Thị Hoa", "sex": "female"}
+    ((person, fields, _),) = _summary(_edits("birth_registration", act))
+    assert person == "civil#7"
+    assert fields == {"full_name": "Lê Thị Hoa", "sex": "female"}
+
+
+def test_a_marriage_sets_both_spouses_married_to_each_other() -> None:
+    act = {"id": 3, "spouse_a_id": 7, "spouse_b_id": 8, "married_on": "2020-05-01"}
+    act |= {"spouse_a_pin": PIN_A, "spouse_b_pin": PIN_B}
+    assert _summary(_edits("marriage_registration", act)) == [
+        (PIN_A, {"spouse": PIN_B, "marital_status": "married"}, None),
+        (PIN_B, {"spouse": PIN_A, "marital_status": "married"}, None),
+    ]
+
+
+def test_a_death_sets_the_date_of_death() -> None:
+    act = {"id": 4, "person_id": 7, "pin": PIN_A, "date_of_death": "2024-12"}
+    assert _summary(_edits("death_registration", act)) == [
+        (PIN_A, {"date_of_death": "2024-12"}, None)
+    ]
+
+
+def test_a_correction_changes_the_field_it_names() -> None:
+    act = {"id": 5, "person_id": 7, "pin": PIN_A, "corrects": "birth_registration"}
+    act |= {"field": "birth_date", "old_value": "1990", "new_value": "1990-03-02"}
+    assert _summary(_edits("correction", act)) == [(PIN_A, {"birth_date": "1990-03-02"}, None)]
+
+
+def test_a_reissued_pin_links_the_old_pin_to_the_new() -> None:
+    row = {"old_pin": PIN_A, "new_pin": PIN_B, "reason": "sex_redetermination"}
+    assert _summary(_edits("pin_history", row)) == [(PIN_A, {}, PIN_B)]
+
+
+def test_a_pin_issued_for_a_birth_links_its_civil_id_to_the_pin_once() -> None:
+    pending = {"civil_person": "civil#7", "full_name": "Lê Thị Hoa", "pin": None}
+    issued = {**pending, "pin": PIN_A}
+    assert _edits("birth_notification", pending) == []
+    assert _summary(_edits("birth_notification", issued, op="u", before=pending)) == [
+        ("civil#7", {}, PIN_A)
+    ]
+    assert _edits("birth_notification", issued, op="u", before=issued) == []
+
+
+def test_a_civil_person_given_a_pin_links_its_civil_id_and_restates_its_fields() -> None:
+    before = {"id": 7, "pin": None, "full_name": "Lê Thị Hoa", "sex": "female"}
+    after = {**before, "pin": PIN_A}
+    assert _summary(_edits("person", after, op="u", before=before)) == [
+        ("civil#7", {}, PIN_A),
+        (PIN_A, {"full_name": "Lê Thị Hoa", "sex": "female"}, None),
+    ]
+
+
+def test_an_act_with_neither_pin_nor_person_is_unusable() -> None:
+    with pytest.raises(UnusableChange, match="pin is empty"):
+        _edits("death_registration", {"id": 4, "pin": None, "date_of_death": "2024"})
+
+
+def test_every_mapped_field_and_constant_has_a_policy() -> None:
+    settings = MergeSettings()
+    policies = settings.policies()
+    for mapping in settings.mappings():
+        assert set(mapping.columns) | set(mapping.constants) <= set(policies)
