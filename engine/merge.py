@@ -76,7 +76,7 @@ class Conflict:
     person: str
     field: str
     rule: Rule
-    decision: str  # held, kept; and when a held conflict closes: resolved, superseded
+    decision: str  # held, kept, review; and when a held or review closes: resolved, superseded
     standing: FieldEdit
     contested: FieldEdit
     outcome: FieldEdit | None = None  # for resolved and superseded: the edit that now stands

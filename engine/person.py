@@ -1,7 +1,8 @@
 """A person as the merger keeps it: the merge state, a version, and the conflicts still open.
 
 ``merge`` applies one ``PersonEdit`` and returns the conflict records it produced:
-``held`` and ``kept`` when raised, ``resolved`` (a steward decided) or ``superseded`` (a later
+``held`` and ``kept`` when raised, ``review`` when a place takes a split ward's default
+successor (a steward should confirm it), ``resolved`` (a steward decided) or ``superseded`` (a later
 edit settled the field) when a held conflict closes. The version grows only when the merged
 view changes, so a sink can refuse to write an older version over a newer one. Given the
 same edits in the same order (one partition of the edits topic), every process computes
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from engine.events import Hlc
 from engine.mapping import PersonEdit
 from engine.merge import Conflict, FieldEdit, Outcome, PersonState
+from engine.places import PLACE_FIELDS, for_steward
 from engine.policy import STEWARD, FieldPolicy
 
 
@@ -68,10 +70,24 @@ def merge(
         outcome = state.outcome(name, policies[name])
         current = open_conflicts.get(name)
         replaced = name in held and held[name].conflict_id != _id_of(current)
-        if current is not None and (current.contested != outcome.held or replaced):
+        if current is not None and (not _pending(current, outcome) or replaced):
             records.append(_closed(current, outcome.provenance, edit))
             del open_conflicts[name]
     open_conflicts.update(held)
+    for name in touched:
+        outcome = state.outcome(name, policies[name])
+        if name in PLACE_FIELDS and name not in open_conflicts and for_steward(outcome.value):
+            assert outcome.provenance is not None  # noqa: S101 - a value has an edit
+            review = Conflict(
+                state.person,
+                name,
+                policies[name].rule,
+                "review",
+                outcome.provenance,
+                outcome.provenance,
+            )
+            records.append(review)
+            open_conflicts[name] = review
     after = {name: state.outcome(name, policies[name]) for name in touched}
     changed = after != before or former_keys != person.former_keys
     merged = replace(
@@ -82,6 +98,14 @@ def merge(
         former_keys=former_keys,
     )
     return MergeResult(merged, records, changed)
+
+
+def _pending(conflict: Conflict, outcome: Outcome) -> bool:
+    """A held conflict waits while its edit is still held; a review (a split ward's default
+    successor) while the value it asks about still stands."""
+    if conflict.decision == "review":
+        return conflict.standing == outcome.provenance
+    return conflict.contested == outcome.held
 
 
 def _id_of(conflict: Conflict | None) -> str | None:

@@ -19,6 +19,7 @@ from a geocoder.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -32,6 +33,18 @@ PLACE_FIELDS = frozenset(
         "current_residence",
     }
 )
+
+
+def for_steward(value: object) -> bool:
+    """Whether a place value, as stored (JSON text), took a split ward's default successor,
+    which a steward should confirm or change."""
+    if not isinstance(value, str) or Quality.SPLIT_DEFAULT not in value:
+        return False  # the common case, decided without parsing
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and document.get("quality") == Quality.SPLIT_DEFAULT
 
 
 class CodeList(enum.StrEnum):

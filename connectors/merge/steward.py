@@ -25,6 +25,8 @@ from engine.hlc import HybridClock
 from engine.mapping import PersonEdit
 from engine.policy import STEWARD
 
+PENDING = ("held", "review")  # decisions that wait for a steward
+
 
 class UnknownConflictError(FatalError):
     """No conflict with that id, or it is no longer waiting for a steward."""
@@ -42,7 +44,7 @@ class ConflictHistory:
 
     @property
     def pending(self) -> bool:
-        return bool(self.latest["decision"] == "held")
+        return self.latest["decision"] in PENDING
 
 
 def history(

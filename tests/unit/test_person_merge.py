@@ -4,6 +4,7 @@ the merged view does not depend on the order edits arrive in."""
 
 from __future__ import annotations
 
+import json
 from functools import reduce
 
 import pytest
@@ -225,3 +226,31 @@ def test_an_open_conflict_always_contests_the_held_edit(edits: list[PersonEdit])
         conflict = person.open_conflicts.get(name)
         assert (None if conflict is None else conflict.contested) == outcome.held
     assert set(person.open_conflicts) <= set(person.state.fields)
+
+
+SPLIT = json.dumps({"text": "xã Tân Lập", "code": "25846", "quality": "split-default"})
+CHOSEN = json.dumps({"text": "xã Tân Lập", "code": "25846", "quality": "resolved"})
+
+
+def test_a_place_on_a_split_wards_default_successor_waits_for_a_steward_review() -> None:
+    recorded = _edit(CIVIL, 1, "c1", {"place_of_birth": SPLIT, NAME: "Nguyễn Văn An"})
+    person, (result,) = _apply(MergedPerson.new("p1"), recorded)
+    (review,) = result.conflicts
+    assert (review.field, review.decision, review.standing) == (
+        "place_of_birth",
+        "review",
+        _field(recorded, "place_of_birth"),
+    )
+    assert person.open_conflicts == {"place_of_birth": review}
+    _, (again,) = _apply(person, _edit(CIVIL, 2, "c2", {NAME: "Nguyễn Văn Ân"}))
+    assert again.conflicts == []  # still waiting, not raised twice
+    decided = _edit(STEWARD, 3, "s1", {"place_of_birth": CHOSEN}, actor="lan")
+    person, (closed,) = _apply(person, decided)
+    resolved = [c for c in closed.conflicts if c.conflict_id == review.conflict_id]
+    assert [(c.decision, c.actor) for c in resolved] == [("resolved", "lan")]
+    assert person.open_conflicts == {}
+
+
+def test_a_place_not_split_is_not_reviewed() -> None:
+    _, (result,) = _apply(MergedPerson.new("p1"), _edit(CIVIL, 1, "c1", {"hometown": CHOSEN}))
+    assert result.conflicts == []
