@@ -21,16 +21,16 @@ from rich.table import Table
 
 from civsync.config import CivsyncSettings
 from civsync.generator import GeneratedPerson, Generator
-from civsync.runner import EngineProcesses
+from civsync.runner import EngineProcesses, engine_config
 from civsync.services import LocalServices
 from connectors.capture.slot import ReplicationSlot
 from connectors.kafka.admin import TopicAdmin
 from connectors.kafka.avro import AvroDecoder
 from connectors.kafka.reader import read_to_end
 from connectors.merge.records import MergeTopics
-from connectors.merge.settings import DEFAULT_TABLES
+from connectors.merge.settings import MergeSettings
 from connectors.merge.steward import history
-from connectors.migrations import migrate
+from connectors.migrations import recreate
 from connectors.postgres import Connection, connect
 from connectors.quarantine import QUARANTINE_TOPIC
 from connectors.registry import SchemaRegistry
@@ -39,7 +39,8 @@ from engine.errors import CivsyncError
 
 DATABASES = {"civil": "civsync_demo_civil", "population": "civsync_demo_population"}
 TABLES = {"civil": "person", "population": "citizen"}
-SHARED = sorted(set(DEFAULT_TABLES[0].columns) & set(DEFAULT_TABLES[1].columns))
+_PERSON, _CITIZEN = MergeSettings().person_tables()
+SHARED = sorted(set(_PERSON.columns) & set(_CITIZEN.columns))
 _PLACE_FIELDS = ("place_of_birth", "hometown", "permanent_residence")
 _TOPIC_PREFIX = "civsync-demo"
 _QUIET_CHECKS = 3  # seconds with nothing new on civsync.person and no capture lag
@@ -68,7 +69,7 @@ class Demo:
         people = self._step("seed", lambda: self._seed(stores))
         prefix = f"{_TOPIC_PREFIX}-{int(time.time())}"
         engine = EngineProcesses(
-            self._config(prefix),
+            engine_config(self.run_dir / "demo" / "civsync.toml", self.settings, DATABASES, prefix),
             self.run_dir / "demo" / "logs",
             env={"CIVSYNC_LOG_LEVEL": "WARNING"},
             extra={f"capture-{name}": ["--slot", _slot(name)] for name in DATABASES},
@@ -99,19 +100,9 @@ class Demo:
         return self.settings.stores()[name].model_copy(update={"dbname": DATABASES[name]})
 
     def _reset(self, stores: dict[str, StoreSettings]) -> None:
-        """Fresh demo databases (their slots first: a slot pins its database) and topics."""
+        """Fresh demo databases and topics."""
         for name, store in stores.items():
-            with connect(self.settings.stores()[name], autocommit=True) as admin:
-                admin.execute(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                    " WHERE database = %s",
-                    (store.dbname,),
-                )
-                database = sql.Identifier(store.dbname)
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(database))
-            with connect(store) as conn:
-                migrate(conn, name)
+            recreate(self.settings.stores()[name], store.dbname, name)
         topics = TopicAdmin(self.settings.kafka)
         topics.delete(sorted(t for t in topics.names() if t.startswith(_TOPIC_PREFIX)))
 
@@ -132,25 +123,6 @@ class Demo:
             f" {sum(mismatched.values())} deliberate mismatches ({_counts(mismatched)})"
         )
         return people
-
-    def _config(self, prefix: str) -> Path:
-        path = self.run_dir / "demo" / "civsync.toml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lines = []
-        for name, store in self.settings.stores().items():
-            lines += [f"[{name}]", f'host = "{store.host}"', f"port = {store.port}"]
-            lines += [f'dbname = "{DATABASES[name]}"']
-        lines += [
-            "[kafka]",
-            f'bootstrap_servers = "{self.settings.kafka.bootstrap_servers}"',
-            "[registry]",
-            f'url = "{self.settings.registry.url}"',
-            "[merge]",
-            f'topic_prefix = "{prefix}"',
-            f'group = "{prefix}-merger"',
-        ]
-        path.write_text("\n".join(lines) + "\n")
-        return path
 
     def _settle(
         self, stores: dict[str, StoreSettings], engine: EngineProcesses, prefix: str

@@ -50,8 +50,9 @@ class Report:
 
 
 def _mappings(settings: CivsyncSettings) -> tuple[TableMapping, TableMapping, list[str]]:
-    by_store = {m.store: m for m in settings.merge.mappings()}
-    if set(by_store) != {"civil", "population"}:
+    stores = [m.store for m in settings.merge.person_tables()]
+    by_store = {m.store: m for m in settings.merge.person_tables()}
+    if sorted(stores) != ["civil", "population"]:
         raise ConfigError("reconcile needs one mapped person table in each store ([merge.tables])")
     civil, population = by_store["civil"], by_store["population"]
     return civil, population, sorted(set(civil.columns) & set(population.columns))

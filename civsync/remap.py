@@ -43,7 +43,7 @@ def remap(
     report, places = RemapReport(), place_map()
     with SchemaRegistry(settings.registry) as registry:
         quarantine = AvroProducer(settings.kafka, registry)
-        for mapping in settings.merge.mappings():
+        for mapping in settings.merge.person_tables():
             columns = [c for f, c in mapping.columns.items() if f in PLACE_FIELDS]
             if columns:
                 store = settings.stores()[mapping.store]

@@ -10,9 +10,36 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from civsync.config import CivsyncSettings
+
+
+def engine_config(
+    path: Path, settings: CivsyncSettings, databases: Mapping[str, str], prefix: str
+) -> Path:
+    """Write a config for an engine of its own: ``settings``' services, the stores'
+    ``databases``, and topics and consumer groups under ``prefix``."""
+    lines = []
+    for name, store in settings.stores().items():
+        lines += [f"[{name}]", f'host = "{store.host}"', f"port = {store.port}"]
+        lines += [f'dbname = "{databases[name]}"']
+    lines += [
+        "[kafka]",
+        f'bootstrap_servers = "{settings.kafka.bootstrap_servers}"',
+        "[registry]",
+        f'url = "{settings.registry.url}"',
+        "[merge]",
+        f'topic_prefix = "{prefix}"',
+        f'group = "{prefix}-merger"',
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
 
 ROLES = ("capture-civil", "capture-population", "merger", "sink-civil", "sink-population")
 

@@ -3,7 +3,8 @@
 Migrations are ``schemas/sql/<store>/NNN_name.sql``, shipped with the package. Applied ones
 are recorded in ``_civsync.migrations`` with a checksum; a file changed after it was applied
 stops the run with its name, because the store no longer matches what the file says. Runs
-take an advisory lock, so two at once cannot interleave.
+take an advisory lock, so two at once cannot interleave. ``recreate`` gives a new migrated
+database (the demo's and the tests' own stores).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from dataclasses import dataclass
 from importlib import resources
 
 import psycopg
+from psycopg import sql
 
-from connectors.postgres import Connection, classify
+from connectors.postgres import Connection, classify, connect
+from connectors.settings import StoreSettings
 from engine.errors import FatalError
 
 _LOCK = 0x63697673  # "civs": one migration run per store at a time
@@ -78,3 +81,28 @@ def migrate(conn: Connection, store: str) -> list[str]:
     except psycopg.Error as exc:
         raise classify(exc, f"migrating the {store} store") from exc
     return applied_now
+
+
+def recreate(server: StoreSettings, dbname: str, store: str) -> StoreSettings:
+    """A new, migrated database ``dbname`` of ``store`` on ``server`` (dropped first, with
+    the replication slots that pin it); the settings that reach it."""
+    drop(server, dbname)
+    with connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    target = server.model_copy(update={"dbname": dbname})
+    with connect(target) as conn:
+        migrate(conn, store)
+    return target
+
+
+def drop(server: StoreSettings, dbname: str) -> None:
+    """Drop ``dbname`` and the replication slots that pin it."""
+    with connect(server, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            " WHERE database = %s",
+            (dbname,),
+        )
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )

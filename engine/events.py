@@ -73,6 +73,7 @@ class ChangeEvent:
     column_types: Mapping[str, str]
     hlc: Hlc
     unavailable: tuple[str, ...] = field(default=())
+    previous_key: Row | None = None  # a c from a primary-key update: the old key
 
     @property
     def table_id(self) -> str:

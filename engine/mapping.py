@@ -164,7 +164,9 @@ def _edits(
         )
     hlc = event["hlc"]
 
-    def edit(key: str, fields: Mapping[str, Value], link_to: str | None = None) -> PersonEdit:
+    def edit(
+        key: str, fields: Mapping[str, Value], link_to: str | None = None, former: str | None = None
+    ) -> PersonEdit:
         return PersonEdit(
             person=key,
             origin=mapping.store,
@@ -172,25 +174,40 @@ def _edits(
             hlc=Hlc(hlc["wall_ms"], hlc["logical"], hlc["node"]),
             fields=fields,
             link_to=link_to,
+            former_keys=() if former is None else (former,),
         )
 
-    found = []
-    prior_key = mapping.key_of(before) if event["op"] == "u" and before is not None else None
+    prior_key = _prior_key(mapping, event["op"], before, event.get("previous_key"))
     if mapping.link_column is not None:  # a link table's columns are only for sinks
         target = after.get(mapping.link_column)
         changed = before is None or before.get(mapping.link_column) != target
         if target in (None, "", person) or not changed:
             return []
         return [edit(person, {}, link_to=str(target))]
-    if prior_key is not None and prior_key != person:
-        found.append(edit(prior_key, {}, link_to=person))  # the PIN became known, or changed
     # An update without the old row (no REPLICA IDENTITY FULL) restates every column.
     restates_nulls = event["op"] == "u" and before is None
-    prior = before if prior_key == person else None  # a new key: every field is news
-    fields = _fields(mapping, after, prior, restates_nulls=restates_nulls)
-    if fields:
-        found.append(edit(person, fields))
-    return found
+    if prior_key is None or prior_key == person:
+        fields = _fields(mapping, after, before, restates_nulls=restates_nulls)
+        return [edit(person, fields)] if fields else []
+    # The PIN became known, or changed: a link from the old key, and every field is news to
+    # the new one, which learns its former key at once, so no sink takes it for a newcomer.
+    fields = _fields(mapping, after, None, restates_nulls=restates_nulls)
+    return [edit(prior_key, {}, link_to=person), edit(person, fields, former=prior_key)]
+
+
+def _prior_key(
+    mapping: TableMapping,
+    op: str,
+    before: Mapping[str, Value] | None,
+    previous_key: Mapping[str, Value] | None,
+) -> str | None:
+    """The person the row described before this change: from the old row of an update, or
+    from the old primary key of a create that a key update produced (a re-issued PIN)."""
+    if op == "u" and before is not None:
+        return mapping.key_of(before)
+    if op == "c" and previous_key and mapping.person_column in previous_key:
+        return mapping.key_of(previous_key)
+    return None
 
 
 def _fields(

@@ -45,6 +45,7 @@ def to_avro(event: ChangeEvent, published_ms: int) -> dict[str, Any]:
         "op": str(event.op),
         "before": event.before,
         "after": event.after,
+        "previous_key": event.previous_key,
         "unavailable": event.unavailable,
         "column_types": event.column_types,
         "source": {

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -129,7 +129,10 @@ class Wal2JsonDecoder:
         new_key = _key(pk, new) if new is not None else None
         if op is Op.UPDATE and old_key is not None and new_key is not None and old_key != new_key:
             yield self._event(doc, Op.DELETE, key=old_key, before=old, after=None, types=types)
-            yield self._event(doc, Op.CREATE, key=new_key, before=None, after=new, types=types)
+            yield replace(
+                self._event(doc, Op.CREATE, key=new_key, before=None, after=new, types=types),
+                previous_key=old_key,
+            )
             return
         key = new_key if new_key is not None else old_key
         if key is None:

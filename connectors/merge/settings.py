@@ -217,3 +217,8 @@ class MergeSettings(_Frozen):
 
     def mappings(self) -> tuple[TableMapping, ...]:
         return tuple(table.mapping() for table in self.tables)
+
+    def person_tables(self) -> list[TableMapping]:
+        """The tables of people by PIN that sinks write: ``public.person`` and
+        ``public.citizen`` in the profile; what reconcile compares and remap re-derives."""
+        return [m for m in self.mappings() if m.apply and m.keys == "pin"]

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from psycopg import sql
 
 from connectors.kafka.admin import TopicAdmin
-from connectors.merge.settings import DEFAULT_TABLES
+from connectors.merge.settings import MergeSettings
 from connectors.postgres import Connection
 from connectors.settings import KafkaSettings
 from tests.integration.capture_support import (
@@ -26,8 +26,8 @@ from tests.integration.capture_support import (
     wait_caught_up,
 )
 
-CIVIL_COLUMNS = dict(DEFAULT_TABLES[0].columns)
-POPULATION_COLUMNS = dict(DEFAULT_TABLES[1].columns)
+_PERSON, _CITIZEN = MergeSettings().person_tables()
+CIVIL_COLUMNS, POPULATION_COLUMNS = dict(_PERSON.columns), dict(_CITIZEN.columns)
 SHARED = sorted(set(CIVIL_COLUMNS) & set(POPULATION_COLUMNS))
 _TYPES = {"birth_date": "date", "date_of_death": "date"}
 

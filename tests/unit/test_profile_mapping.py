@@ -16,7 +16,12 @@ PIN_A, PIN_B = "001090000001", "001190000002"
 
 
 def _edits(
-    table: str, after: dict[str, Value], *, op: str = "c", before: dict[str, Value] | None = None
+    table: str,
+    after: dict[str, Value],
+    *,
+    op: str = "c",
+    before: dict[str, Value] | None = None,
+    previous_key: dict[str, Value] | None = None,
 ) -> list[PersonEdit]:
     store = "population" if table in {"citizen", "pin_history", "birth_notification"} else "civil"
     event: dict[str, Any] = {
@@ -24,6 +29,7 @@ def _edits(
         "op": op,
         "before": before,
         "after": after,
+        "previous_key": previous_key,
         "source": {"store": store, "schema": "public", "table": table},
         "hlc": {"wall_ms": 1_750_000_000_000, "logical": 0, "node": store},
     }
@@ -80,6 +86,16 @@ def test_a_reissued_pin_links_the_old_pin_to_the_new() -> None:
     assert _summary(_edits("pin_history", row)) == [(PIN_A, {}, PIN_B)]
 
 
+def test_a_citizen_whose_pin_was_updated_is_linked_from_the_old_pin() -> None:
+    row = {"pin": PIN_B, "full_name": "Hoàng Thị Em", "sex": "male"}
+    event_edits = _edits("citizen", row, previous_key={"pin": PIN_A})
+    assert _summary(event_edits) == [
+        (PIN_A, {}, PIN_B),
+        (PIN_B, {"full_name": "Hoàng Thị Em", "sex": "male"}, None),
+    ]
+    assert event_edits[1].former_keys == (PIN_A,)
+
+
 def test_a_pin_issued_for_a_birth_links_its_civil_id_to_the_pin_once() -> None:
     pending = {"civil_person": "civil#7", "full_name": "Lê Thị Hoa", "pin": None}
     issued = {**pending, "pin": PIN_A}
@@ -93,10 +109,12 @@ def test_a_pin_issued_for_a_birth_links_its_civil_id_to_the_pin_once() -> None:
 def test_a_civil_person_given_a_pin_links_its_civil_id_and_restates_its_fields() -> None:
     before = {"id": 7, "pin": None, "full_name": "Lê Thị Hoa", "sex": "female"}
     after = {**before, "pin": PIN_A}
-    assert _summary(_edits("person", after, op="u", before=before)) == [
+    edits = _edits("person", after, op="u", before=before)
+    assert _summary(edits) == [
         ("civil#7", {}, PIN_A),
         (PIN_A, {"full_name": "Lê Thị Hoa", "sex": "female"}, None),
     ]
+    assert edits[1].former_keys == ("civil#7",)  # known at once: no sink takes it for new
 
 
 def test_an_act_with_neither_pin_nor_person_is_unusable() -> None:

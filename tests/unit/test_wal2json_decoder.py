@@ -82,7 +82,7 @@ def test_numeric_keeps_its_exact_text_and_text_becomes_nfc() -> None:
     }
 
 
-def test_a_primary_key_update_is_a_delete_and_a_create() -> None:
+def test_a_primary_key_update_is_a_delete_and_a_create_that_names_the_old_key() -> None:
     old = [_col("id", "bigint", 1), _col("full_name", "text", "An")]
     new = [_col("id", "bigint", 2), _col("full_name", "text", "An")]
     events = [
@@ -93,6 +93,7 @@ def test_a_primary_key_update_is_a_delete_and_a_create() -> None:
     assert [(e.op, dict(e.key)) for e in events] == [(Op.DELETE, {"id": 1}), (Op.CREATE, {"id": 2})]
     assert events[0].after is None
     assert events[1].before is None
+    assert (events[0].previous_key, events[1].previous_key) == (None, {"id": 1})  # the old key
 
 
 def test_unchanged_toast_comes_from_the_old_row_or_stays_absent() -> None:

@@ -1,7 +1,10 @@
 -- Births registered in the civil-status store without a PIN reach the population store here,
 -- filed by civsync under its key of the civil-status person ('civil#<person id>'). The
 -- population store issues the PIN (issue_pins below, standing in for the ministry's issuing
--- process) and records it on the notification; civsync captures that as an identity link.
+-- process) and records it on the notification. civsync captures that as an identity link:
+-- the person moves to the PIN, civsync creates the citizen from the merged record and writes
+-- the PIN back to the civil-status person. One event carries the link, so no citizen can
+-- reach civil-status ahead of it as a second person.
 CREATE TABLE birth_notification (
     civil_person   text PRIMARY KEY CHECK (civil_person ~ '^civil#[0-9]+$'),
     full_name      text NOT NULL,
@@ -13,7 +16,7 @@ CREATE TABLE birth_notification (
     ethnicity      text,
     nationality    text,
     received_at    timestamptz NOT NULL DEFAULT now(),
-    pin            pin UNIQUE REFERENCES citizen ON UPDATE CASCADE,
+    pin            pin UNIQUE,  -- the PIN issued; the citizen follows through civsync
     issued_at      timestamptz
 );
 ALTER TABLE birth_notification REPLICA IDENTITY FULL;
@@ -40,10 +43,9 @@ BEGIN
             issued := province || ((born / 100 - 19) * 2 + (n.sex = 'female')::integer)::text
                 || lpad((born % 100)::text, 2, '0') || lpad(nextval('pin_serial')::text, 6, '0');
             EXIT WHEN NOT EXISTS (SELECT 1 FROM citizen WHERE pin = issued)
-                  AND NOT EXISTS (SELECT 1 FROM pin_history WHERE old_pin = issued);
+                  AND NOT EXISTS (SELECT 1 FROM pin_history WHERE old_pin = issued)
+                  AND NOT EXISTS (SELECT 1 FROM birth_notification WHERE pin = issued);
         END LOOP;
-        INSERT INTO citizen (pin, full_name, birth_date, sex, place_of_birth, ethnicity, nationality)
-        VALUES (issued, n.full_name, n.birth_date, n.sex, n.place_of_birth, n.ethnicity, n.nationality);
         UPDATE birth_notification SET pin = issued, issued_at = now()
             WHERE civil_person = n.civil_person;
         count := count + 1;
