@@ -58,6 +58,7 @@ class Demo:
     people: int = 10_000
     mismatch: float = 0.05
     edits: int = 300
+    registrations: int = 30  # of each kind: births without a PIN, deaths, corrections
     timeout_s: float = 240.0
     started: float = field(default_factory=time.monotonic)
     timings: dict[str, float] = field(default_factory=dict)
@@ -78,8 +79,11 @@ class Demo:
         try:
             self._step("initial sync", lambda: self._settle(stores, engine, prefix))
             self._step("live edits", lambda: self._edit(stores, people))
+            newborns = self._step("registrations", lambda: self._register(stores, people))
             self._step("edits synced", lambda: self._settle(stores, engine, prefix))
-            self._summary(stores, prefix)
+            self._step("PINs issued", lambda: self._issue_pins(stores))
+            self._step("PINs synced", lambda: self._settle(stores, engine, prefix))
+            self._summary(stores, prefix, newborns)
         finally:
             engine.stop()
 
@@ -115,12 +119,26 @@ class Demo:
             conn.commit()
         with connect(stores["civil"]) as conn:
             _copy_rows(conn, "person", [p.civil for p in people])
+            ids = {str(pin): int(str(i)) for pin, i in conn.execute("SELECT pin, id FROM person")}
+            births = [{**p.birth_act, "person_id": ids[p.pin]} for p in people]
+            _copy_rows(conn, "birth_registration", births)
+            marriages = [
+                {
+                    **act,
+                    "spouse_a_id": ids[act["spouse_a_pin"]],
+                    "spouse_b_id": ids[act["spouse_b_pin"]],
+                }
+                for p in people
+                if (act := p.marriage_act) is not None
+            ]
+            _copy_rows(conn, "marriage_registration", marriages)
             conn.commit()
         legacy = sum(p.legacy for p in people)
         mismatched = Counter(p.mismatch for p in people if p.mismatch)
         self.console.print(
             f"  seeded {len(people):,} people in both stores: {legacy} legacy records with gaps,"
-            f" {sum(mismatched.values())} deliberate mismatches ({_counts(mismatched)})"
+            f" {sum(mismatched.values())} deliberate mismatches ({_counts(mismatched)});"
+            f" {len(births):,} birth and {len(marriages):,} marriage acts"
         )
         return people
 
@@ -174,9 +192,54 @@ class Demo:
             f" {len(chosen) - 2 * thirds} name edits in the population store"
         )
 
+    def _register(
+        self, stores: dict[str, StoreSettings], people: list[GeneratedPerson]
+    ) -> list[int]:
+        """Registrations in civil-status: births without a PIN (the population store issues
+        one later), deaths and corrections of names; the ids of the newborns."""
+        rng, n = random.Random(9), self.registrations  # noqa: S311 - demo data
+        newborns = list(Generator(seed=10, legacy=0.0, mismatch=0.0).people(n))
+        dying = rng.sample([p for p in people if not p.legacy], 2 * n)
+        ids = []
+        with connect(stores["civil"]) as civil:
+            for child in newborns:
+                act = {k: v for k, v in child.birth_act.items() if k != "pin"}
+                row = {k: v for k, v in child.civil.items() if k not in {"pin", "spouse"}}
+                new_id = _insert(civil, "person", row)
+                _insert(civil, "birth_registration", {**act, "person_id": new_id})
+                ids.append(new_id)
+            for person in dying[:n]:
+                _insert(civil, "death_registration", {
+                    **person.birth_act, "pin": person.pin, "number": f"D{person.pin}",
+                    "registered_on": "2025-10-01", "date_of_death": "2025-09",
+                    "person_id": _id_of(civil, person.pin),
+                }, only=_ACT_COLUMNS | {"pin", "date_of_death", "person_id"})  # fmt: skip
+            for person in dying[n:]:
+                birth = civil.execute(
+                    "SELECT id, full_name FROM birth_registration WHERE pin = %s", (person.pin,)
+                ).fetchone()
+                assert birth is not None  # noqa: S101 - seeded for everyone not legacy
+                _insert(civil, "correction", {
+                    **person.birth_act, "number": f"C{person.pin}", "registered_on": "2025-10-02",
+                    "person_id": _id_of(civil, person.pin), "corrects": "birth_registration",
+                    "corrected_id": birth[0], "field": "full_name", "old_value": birth[1],
+                    "new_value": f"{birth[1]} Thị", "reason": "keying error",
+                }, only=_ACT_COLUMNS | _CORRECTION_COLUMNS)  # fmt: skip
+            civil.commit()
+        self.console.print(
+            f"  {n} births without a PIN, {n} deaths and {n} name corrections registered"
+        )
+        return ids
+
+    def _issue_pins(self, stores: dict[str, StoreSettings]) -> None:
+        with connect(stores["population"]) as population:
+            row = population.execute("SELECT issue_pins('001')").fetchone()
+            population.commit()
+        self.console.print(f"  the population store issued {row[0] if row else 0} PINs")
+
     # --- the summary ---
 
-    def _summary(self, stores: dict[str, StoreSettings], prefix: str) -> None:
+    def _summary(self, stores: dict[str, StoreSettings], prefix: str, newborns: list[int]) -> None:
         rows = {name: _shared_rows(store, TABLES[name]) for name, store in stores.items()}
         civil, population = rows["civil"], rows["population"]
         disagreeing = Counter(
@@ -203,6 +266,14 @@ class Demo:
             "\n".join(f"{f} / {r} / {d}: {n}" for (f, r, d), n in sorted(kinds.items())) or "none",
         )
         table.add_row("quarantined, by reason", _counts(quarantine) or "none")
+        with connect(stores["civil"], autocommit=True) as conn:
+            written_back = conn.execute(
+                "SELECT count(*) FROM person WHERE id = ANY(%s) AND pin IS NOT NULL", (newborns,)
+            ).fetchone()
+        table.add_row(
+            "births without a PIN: PIN issued and written back",
+            f"{written_back[0] if written_back else 0} of {len(newborns)}",
+        )
         table.add_row(
             "places remapped to 2025 units, by quality", _counts(_place_qualities(stores["civil"]))
         )
@@ -214,6 +285,35 @@ class Demo:
             "Held conflicts wait for a steward: "
             f"civsync conflicts list --config {self.run_dir / 'demo' / 'civsync.toml'}"
         )
+
+
+_ACT_COLUMNS = frozenset({"book", "number", "registered_on", "commune_code", "commune_code_list"})
+_CORRECTION_COLUMNS = frozenset(
+    {"pin", "person_id", "corrects", "corrected_id", "field", "old_value", "new_value", "reason"}
+)
+
+
+def _insert(
+    conn: Connection, table: str, row: dict[str, Any], *, only: frozenset[str] | None = None
+) -> int:
+    """Insert ``row`` (its ``only`` columns, if given) into ``table``; the new row's id."""
+    columns = [c for c in row if only is None or c in only]
+    found = conn.execute(
+        sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
+            sql.Identifier(table),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        ),
+        [row[c] for c in columns],
+    ).fetchone()
+    assert found is not None  # noqa: S101 - RETURNING gives the row
+    return int(str(found[0]))
+
+
+def _id_of(conn: Connection, pin: str) -> int:
+    found = conn.execute("SELECT id FROM person WHERE pin = %s", (pin,)).fetchone()
+    assert found is not None  # noqa: S101 - seeded
+    return int(str(found[0]))
 
 
 def _copy(conn: Connection, table: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:

@@ -5,8 +5,10 @@ parts, family name first, NFC). PINs follow the layout of DESIGN.md and are uniq
 are real units drawn by code from the published lists: birthplaces from the pre-2025 list,
 residences from either list. People live in households of one to six. About ``legacy`` of
 the records were digitised from paper books with gaps: the civil-status copy has only the
-birth year and an unknown sex. A share ``mismatch`` of people differ between the two stores
-on one shared field, as when an official keys a document twice.
+birth year and an unknown sex, and its birth act has no PIN. A share ``mismatch`` of people
+differ between the two stores on one shared field, as when an official keys a document twice.
+Everyone has a birth act; in a household, the first two people, when adults of opposite sex,
+are a married couple with a marriage act.
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ _ETHNICITIES = {"Kinh": 85, "Tày": 2, "Thái": 2, "Mường": 2, "Khmer": 1, "H
 _RELIGIONS = {"Không": 86, "Công giáo": 6, "Phật giáo": 5, "Tin Lành": 1, "Cao Đài": 1}
 _MISMATCHED_FIELDS = ("full_name", "birth_date", "permanent_residence", "ethnicity")
 _OLD_RESIDENCE_SHARE = 0.5  # residences still recorded under pre-2025 units
+_BIRTH_FIELDS = (
+    "full_name",
+    "birth_date",
+    "sex",
+    "place_of_birth",
+    "father",
+    "mother",
+    "ethnicity",
+    "nationality",
+)
+_ADULT_BEFORE = date(2005, 1, 1)
 _FIRST_BIRTH = date(1930, 1, 1)
 _BIRTH_DAYS = (date(2024, 12, 31) - _FIRST_BIRTH).days
 
@@ -41,8 +54,10 @@ class GeneratedPerson:
     civil: dict[str, Any]
     population: dict[str, Any]
     household: str
+    birth_act: dict[str, Any]  # a birth_registration row, without person_id
     legacy: bool = False
     mismatch: str | None = None  # the shared field on which the two copies differ
+    marriage_act: dict[str, Any] | None = None  # with spouse_a_pin (this person), spouse_b_pin
 
 
 def place_value(place: Place) -> str:
@@ -101,9 +116,38 @@ class Generator:
             size = min(n - made, self._rng.choice((1, 2, 3, 3, 4, 4, 5, 6)))
             household = f"HK{self._rng.randrange(10**10):010d}"
             residence = self.residence()
-            for position in range(size):
-                yield self._person(household, residence, position)
+            members = [self._person(household, residence, p) for p in range(size)]
+            if size > 1:
+                self._marry(*members[:2])
+            yield from members
             made += size
+
+    def _marry(self, a: GeneratedPerson, b: GeneratedPerson) -> None:
+        """Make ``a`` and ``b`` a married couple, with a marriage act, if they can be one."""
+        born = [date.fromisoformat(p.population["birth_date"]) for p in (a, b)]
+        if a.population["sex"] == b.population["sex"] or max(born) > _ADULT_BEFORE:
+            return
+        for person, spouse in ((a, b), (b, a)):
+            for row in (person.civil, person.population):
+                row["marital_status"], row["spouse"] = "married", spouse.pin
+        married_on = max(born) + timedelta(days=365 * 22 + self._rng.randrange(3650))
+        a.marriage_act = {
+            **self._act(married_on, a.population["permanent_residence"]),
+            "spouse_a_pin": a.pin,
+            "spouse_b_pin": b.pin,
+            "married_on": married_on.isoformat(),
+        }
+
+    def _act(self, on: date, place: str) -> dict[str, Any]:
+        """The columns every act has: book, number, date, and the registering commune."""
+        recorded = json.loads(place)
+        return {
+            "book": f"{on.year}",
+            "number": f"{self._rng.randrange(10**7):07d}",
+            "registered_on": on.isoformat(),
+            "commune_code": recorded["code"],
+            "commune_code_list": recorded["code_list"],
+        }
 
     def _person(self, household: str, residence: str, position: int) -> GeneratedPerson:
         rng, faker = self._rng, self._faker
@@ -137,10 +181,16 @@ class Generator:
             "household": household,
             "relation_to_head": "head" if position == 0 else "member",
         }
-        person = GeneratedPerson(pin, civil, population, household)
+        birth_act = {
+            **self._act(born + timedelta(days=rng.randrange(1, 60)), shared["place_of_birth"]),
+            "pin": pin,
+            **{k: civil[k] for k in _BIRTH_FIELDS},
+        }
+        person = GeneratedPerson(pin, civil, population, household, birth_act)
         if rng.random() < self._legacy:
             person.legacy = True
             civil["birth_date"], civil["sex"] = str(born.year), "unknown"
+            birth_act |= {"pin": None, "birth_date": str(born.year), "sex": "unknown"}
         if rng.random() < self._mismatch:
             person.mismatch = rng.choice(_MISMATCHED_FIELDS)
             population[person.mismatch] = self._differing(person.mismatch, population)

@@ -177,7 +177,7 @@ def _edits(
             former_keys=() if former is None else (former,),
         )
 
-    prior_key = _prior_key(mapping, event["op"], before, event.get("previous_key"))
+    prior_key = _prior_key(mapping, event["op"], after, before, event.get("previous_key"))
     if mapping.link_column is not None:  # a link table's columns are only for sinks
         target = after.get(mapping.link_column)
         changed = before is None or before.get(mapping.link_column) != target
@@ -198,15 +198,21 @@ def _edits(
 def _prior_key(
     mapping: TableMapping,
     op: str,
+    after: Mapping[str, Value],
     before: Mapping[str, Value] | None,
     previous_key: Mapping[str, Value] | None,
 ) -> str | None:
-    """The person the row described before this change: from the old row of an update, or
-    from the old primary key of a create that a key update produced (a re-issued PIN)."""
+    """The key the row's person had before this change: from the old row of an update; from
+    the old primary key of a create that a key update produced (a re-issued PIN); and for a
+    new row of a person table with both a local id and a PIN, the provisional key, so that
+    acts registered under the local id alone reach the person."""
     if op == "u" and before is not None:
         return mapping.key_of(before)
     if op == "c" and previous_key and mapping.person_column in previous_key:
         return mapping.key_of(previous_key)
+    local = after.get(mapping.local_key) if mapping.local_key and mapping.apply else None
+    if op in {"c", "r"} and local is not None:
+        return provisional_key(mapping.store, local)
     return None
 
 

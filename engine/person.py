@@ -102,9 +102,9 @@ def merge(
 
 def _pending(conflict: Conflict, outcome: Outcome) -> bool:
     """A held conflict waits while its edit is still held; a review (a split ward's default
-    successor) while the value it asks about still stands."""
+    successor) while the value it asks about still stands, whichever edit restated it."""
     if conflict.decision == "review":
-        return conflict.standing == outcome.provenance
+        return conflict.standing.value == outcome.value
     return conflict.contested == outcome.held
 
 

@@ -101,7 +101,8 @@ class _Target:
         conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE IF NOT EXISTS {} (person text PRIMARY KEY, version bigint,"
-                " key text, local_id text, fresh boolean NOT NULL DEFAULT false, {})"
+                " key text, local_id text, former_pins text[], former_local text[],"
+                " fresh boolean NOT NULL DEFAULT false, {})"
                 " ON COMMIT DELETE ROWS"
             ).format(sql.Identifier(stage), sql.SQL(", ").join(stage_columns))
         )
@@ -137,9 +138,9 @@ class _Target:
         return cls(
             mapping=mapping,
             stage=stage,
-            copy=sql.SQL("COPY {} (person, version, key, local_id, {}) FROM STDIN").format(
-                sql.Identifier(stage), sql.SQL(", ").join(copy_columns)
-            ),
+            copy=sql.SQL(
+                "COPY {} (person, version, key, local_id, former_pins, former_local, {}) FROM STDIN"
+            ).format(sql.Identifier(stage), sql.SQL(", ").join(copy_columns)),
             mark_fresh=sql.SQL(
                 "WITH fresh AS ("
                 " INSERT INTO _civsync.applied AS a (target, person, version)"
@@ -166,25 +167,51 @@ class _Target:
                 stage=sql.Identifier(stage),
             ),
             rename=sql.SQL(
-                "UPDATE {target} SET {key} = %(new)s WHERE {key} = %(old)s"
-                " AND NOT EXISTS (SELECT 1 FROM {target} WHERE {key} = %(new)s)"
-            ).format(target=target, key=key),
+                "UPDATE {target} t SET {key} = {person} FROM {stage} s,"
+                " unnest(s.former_pins) AS f(old) WHERE s.key IS NOT NULL"
+                " AND t.{key} = f.old::{type}"
+                " AND NOT EXISTS (SELECT 1 FROM {target} x WHERE x.{key} = {person})"
+            ).format(
+                target=target,
+                key=key,
+                person=person,
+                stage=sql.Identifier(stage),
+                type=sql.SQL(types[mapping.person_column]),
+            ),
             rename_local=None
             if local is None
             else sql.SQL(
-                "UPDATE {target} SET {key} = %(new)s WHERE {local} = %(old)s AND {key} IS NULL"
-            ).format(target=target, key=key, local=sql.Identifier(local)),
+                "UPDATE {target} t SET {key} = {person} FROM {stage} s,"
+                " unnest(s.former_local) AS f(old) WHERE s.key IS NOT NULL"
+                " AND t.{local} = f.old::{type} AND t.{key} IS NULL"
+            ).format(
+                target=target,
+                key=key,
+                person=person,
+                stage=sql.Identifier(stage),
+                local=sql.Identifier(local),
+                type=sql.SQL(types[local]),
+            ),
         )
 
     def rows(self, records: list[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """Staging rows: person, version, then each column's merged value and whether the
-        merged record has the field at all (a field nobody has set leaves the column alone)."""
+        """Staging rows: person, version; its key in this table, or its local id if it is
+        this store's provisional person; its former PINs and former local ids; then each
+        column's merged value and whether the merged record has the field at all (a field
+        nobody has set leaves the column alone)."""
         rows = []
         for record in records:
             person = record["person"]
             local = local_id_of(person, self.mapping.store) if self.mapping.local_key else None
             key = None if local is not None else person
-            row: list[Any] = [person, record["version"], key, local]
+            former = record.get("former_keys") or []
+            pins = (
+                [k for k in former if not is_provisional(k)]
+                if key and not is_provisional(key)
+                else []
+            )
+            own = [i for k in former if (i := local_id_of(k, self.mapping.store)) is not None]
+            row: list[Any] = [person, record["version"], key, local, pins, own if key else []]
             fields = record["fields"]
             for name in self.mapping.columns:
                 merged = fields.get(name)
@@ -198,10 +225,14 @@ class _Target:
         if not records:
             return 0, 0
         with conn.cursor() as cursor:
-            self._rename(cursor, records)
             with cursor.copy(self.copy) as copy:
                 for row in self.rows(records):
                     copy.write_row(row)
+            if any(r.get("former_keys") for r in records):
+                # rows still under a key the person was known by take its key first
+                cursor.execute(self.rename)
+                if self.rename_local is not None:
+                    cursor.execute(self.rename_local)
             cursor.execute(self.mark_fresh)
             fresh = cursor.rowcount
             cursor.execute(self.update)
@@ -212,17 +243,6 @@ class _Target:
             cursor.execute(self.insert)
             written += cursor.rowcount
         return written, len(records) - fresh
-
-    def _rename(self, cursor: psycopg.Cursor[Any], records: list[Mapping[str, Any]]) -> None:
-        """Rows still under a key a person was known by take the person's key."""
-        for record in records:
-            person = record["person"]
-            for old in record.get("former_keys", ()):
-                local = local_id_of(old, self.mapping.store)
-                if local is not None and self.rename_local is not None:
-                    cursor.execute(self.rename_local, {"new": person, "old": local})
-                elif not is_provisional(old) and not is_provisional(person):
-                    cursor.execute(self.rename, {"new": person, "old": old})
 
 
 def _column_types(conn: Connection, table: str) -> dict[str, str]:

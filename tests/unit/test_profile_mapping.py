@@ -127,3 +127,17 @@ def test_every_mapped_field_and_constant_has_a_policy() -> None:
     policies = settings.policies()
     for mapping in settings.mappings():
         assert set(mapping.columns) | set(mapping.constants) <= set(policies)
+
+
+@pytest.mark.parametrize("op", ["c", "r"])
+def test_a_new_civil_person_with_a_pin_links_its_civil_id_so_pinless_acts_reach_it(
+    op: str,
+) -> None:
+    row = {"id": 9, "pin": PIN_A, "full_name": "Lê Thị Hoa"}
+    edits = _edits("person", row, op=op)
+    assert _summary(edits) == [("civil#9", {}, PIN_A), (PIN_A, {"full_name": "Lê Thị Hoa"}, None)]
+    assert edits[1].former_keys == ("civil#9",)
+    act = {"id": 1, "person_id": 9, "pin": None, "date_of_death": "2024"}
+    assert _summary(_edits("death_registration", act)) == [
+        ("civil#9", {"date_of_death": "2024"}, None)
+    ]
