@@ -145,10 +145,13 @@ class Demo:
     def _settle(
         self, stores: dict[str, StoreSettings], engine: EngineProcesses, prefix: str
     ) -> None:
-        """Until both slots are caught up and civsync.person has been quiet for 3 s."""
-        person_topic = MergeTopics(prefix).person.name
+        """Until both slots are caught up and the merger and both sinks have read everything
+        and committed nothing new for 3 s (a transactional topic leaves a group one marker
+        per partition behind, which is allowed for)."""
+        groups = [f"{prefix}-merger", *(f"{prefix}-sink-{name}" for name in stores)]
+        allowed = self.settings.merge.partitions
         topics = TopicAdmin(self.settings.kafka)
-        deadline, last, quiet = time.monotonic() + self.timeout_s, -1, 0
+        deadline, last, quiet = time.monotonic() + self.timeout_s, None, 0
         while quiet < _QUIET_CHECKS:
             if time.monotonic() > deadline:
                 raise DemoError(f"the engine did not settle within {self.timeout_s:.0f}s")
@@ -158,9 +161,10 @@ class Demo:
                 raise DemoError(f"engine processes exited: {dead}; see the logs in {logs}")
             time.sleep(1.0)
             lag = sum(_slot_lag(store, name) for name, store in stores.items())
-            end = topics.end_offsets(person_topic) if person_topic in topics.names() else 0
-            quiet = quiet + 1 if (lag == 0 and end == last and end > 0) else 0
-            last = end
+            progress = [topics.group_progress(group) for group in groups]
+            read_all = all(committed > 0 and behind <= allowed for committed, behind in progress)
+            quiet = quiet + 1 if (lag == 0 and read_all and progress == last) else 0
+            last = progress
 
     def _edit(self, stores: dict[str, StoreSettings], people: list[GeneratedPerson]) -> None:
         """Live edits on both sides: civil-status renames, population moves, and population

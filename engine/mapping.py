@@ -103,6 +103,7 @@ class PersonEdit:
     actor: str | None = None
     link_to: str | None = None
     former_keys: tuple[str, ...] = ()
+    person_row: bool = False  # from the store's row of the person itself, not an act about them
 
     def field_edits(self) -> list[FieldEdit]:
         return [
@@ -175,6 +176,7 @@ def _edits(
             fields=fields,
             link_to=link_to,
             former_keys=() if former is None else (former,),
+            person_row=mapping.apply,
         )
 
     prior_key = _prior_key(mapping, event["op"], after, before, event.get("previous_key"))

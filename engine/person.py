@@ -34,6 +34,7 @@ class MergedPerson:
     open_conflicts: Mapping[str, Conflict] = field(default_factory=dict)  # field -> conflict
     successor: str | None = None  # the key this person moved to; edits are forwarded there
     former_keys: tuple[str, ...] = ()  # keys this person was known by, sorted
+    has_row: bool = False  # a store's row of the person was seen, not only acts about them
 
     @classmethod
     def new(cls, person: str) -> MergedPerson:
@@ -62,7 +63,9 @@ def merge(
         state, found = state.apply(field_edit, policies[field_edit.field])
         records += found
     former_keys = tuple(sorted({*person.former_keys, *edit.former_keys}))
-    if state is person.state and former_keys == person.former_keys:
+    has_row = person.has_row or edit.person_row
+    known = (former_keys, has_row) != (person.former_keys, person.has_row)  # news of identity
+    if state is person.state and not known:
         return MergeResult(person, [], changed=False)  # a duplicate: nothing moved
     open_conflicts = dict(person.open_conflicts)
     held = {c.field: c for c in records if c.decision == "held"}
@@ -89,13 +92,14 @@ def merge(
             records.append(review)
             open_conflicts[name] = review
     after = {name: state.outcome(name, policies[name]) for name in touched}
-    changed = after != before or former_keys != person.former_keys
+    changed = after != before or known
     merged = replace(
         person,
         state=state,
         version=person.version + int(changed),
         open_conflicts=open_conflicts,
         former_keys=former_keys,
+        has_row=has_row,
     )
     return MergeResult(merged, records, changed)
 

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
 from connectors.kafka.errors import KafkaFatalError, translate
@@ -135,6 +135,30 @@ class TopicAdmin:
                 if not settling or time.monotonic() > deadline:
                     raise translate(exc, f"reading the end offsets of {name}") from exc
                 time.sleep(0.2)
+
+    def group_progress(self, group: str) -> tuple[int, int]:
+        """(offsets the consumer ``group`` has committed, records it has still to read), summed
+        over every partition it has committed. A transactional topic ends each transaction
+        with a marker no consumer commits past, so a caught-up group still lags by up to one
+        per partition written transactionally: compare progress over time, not to zero."""
+        request = [ConsumerGroupTopicPartitions(group)]
+        found = self._admin.list_consumer_group_offsets(request, require_stable=True)[group]
+        try:
+            committed = found.result(self._timeout_s).topic_partitions or []
+            positions = {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
+            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped stubs
+            ends = (
+                self._admin.list_offsets({TopicPartition(t, p): latest for t, p in positions})
+                if positions
+                else {}
+            )
+            lag = sum(
+                max(0, f.result(self._timeout_s).offset - positions[(tp.topic, tp.partition)])
+                for tp, f in ends.items()
+            )
+        except KafkaException as exc:
+            raise translate(exc, f"reading the progress of consumer group {group}") from exc
+        return sum(positions.values()), lag
 
     def delete(self, names: list[str]) -> None:
         if not names:

@@ -355,9 +355,13 @@ class Merger:
             for name in self._config.settings.required.get(kind, ())
             if name not in view or view[name].value is None
         ]
-        if missing:
-            detail = f"a {kind}-keyed person needs {', '.join(missing)}: not published until set"
-            self._quarantine(producer, "merge.incomplete", detail, state_to_json(merged).decode())
+        if missing:  # an act alone waits silently: its person's row may link it to a PIN
+            if kind == "pin" or merged.has_row:
+                detail = (
+                    f"a {kind}-keyed person needs {', '.join(missing)}: not published until set"
+                )
+                payload = state_to_json(merged).decode()
+                self._quarantine(producer, "merge.incomplete", detail, payload)
             return
         producer.produce(
             self._topics.person, {"person": person}, person_to_avro(merged, self._policies)

@@ -92,6 +92,7 @@ def edit_to_avro(edit: PersonEdit) -> dict[str, Any]:
         "actor": edit.actor,
         "link_to": edit.link_to,
         "former_keys": list(edit.former_keys),
+        "person_row": edit.person_row,
     }
 
 
@@ -106,6 +107,7 @@ def edit_from_avro(record: Mapping[str, Any]) -> PersonEdit:
         actor=record.get("actor"),
         link_to=record.get("link_to"),
         former_keys=tuple(record.get("former_keys", ())),
+        person_row=record.get("person_row", False),
     )
 
 
@@ -193,6 +195,7 @@ def state_to_json(person: MergedPerson) -> bytes:
         "open": {name: _conflict_json(c) for name, c in sorted(person.open_conflicts.items())},
         "successor": person.successor,
         "former_keys": list(person.former_keys),
+        "has_row": person.has_row,
     }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -222,4 +225,5 @@ def state_from_json(payload: bytes) -> MergedPerson:
         open_conflicts,
         successor=document.get("successor"),
         former_keys=tuple(document.get("former_keys", ())),
+        has_row=document.get("has_row", False),
     )

@@ -104,3 +104,13 @@ def test_former_keys_change_the_version_once() -> None:
     second = merge(first.person, marker, DEFAULT_POLICY)
     assert (first.changed, first.person.version, first.person.former_keys) == (True, 1, (OLD,))
     assert (second.changed, second.person.version) == (False, 1)
+
+
+def test_an_act_or_a_row_of_the_person_is_news_once() -> None:
+    act = _edit(OLD, CIVIL, 1, {"full_name": "Lê Thị Hoa"})
+    row = replace(act, event_id="civil:2", person_row=True)
+    first = merge(MergedPerson.new(OLD), act, DEFAULT_POLICY)
+    second = merge(first.person, row, DEFAULT_POLICY)
+    third = merge(second.person, row, DEFAULT_POLICY)  # redelivered
+    assert (first.person.has_row, second.person.has_row) == (False, True)
+    assert (second.changed, third.changed) == (True, False)

@@ -196,6 +196,7 @@ def test_the_edit_carries_the_events_clock_id_and_store() -> None:
             event_id="population:00000000000000a0:3",
             hlc=Hlc(1_717_000_000_123, 3, "population"),
             fields={"pin": 79203001234, "religion": "Phật giáo"},
+            person_row=True,  # the table sinks write: the person's own row
         )
     ]
 
