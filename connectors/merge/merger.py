@@ -68,7 +68,7 @@ class MergerConfig:
     instance: str = "0"  # stable per process: its transactional id, so a restart fences
     poll_s: float = 0.02
     replication_factor: int = 1
-    transaction_timeout_ms: int = 10_000
+    transaction_timeout_ms: int = 10_000  # a batch stops taking messages after a quarter
     session_timeout_ms: int = 10_000
 
 
@@ -151,29 +151,40 @@ class Merger:
                     self._transaction(consumer, producer, messages)
         finally:
             consumer.close()
-            producer.flush()
+        producer.flush()  # a clean stop; after a fatal error the producer has nothing to say
 
     def _transaction(
         self, consumer: Consumer, producer: TransactionalProducer, messages: list[Message]
     ) -> None:
         producer.begin()
         try:
-            offsets = self._process(producer, messages)
+            offsets, unread = self._process(producer, messages)
             producer.commit(offsets, consumer.consumer_group_metadata())
         except KafkaRetriableError as exc:
             log.warning("transaction aborted; replaying it", error=str(exc))
             producer.abort()
             self._rewind(consumer)
             return
+        for position in unread:  # the rest of the batch is read again, by the next transaction
+            consumer.seek(position)
         metrics.TRANSACTIONS.inc()
 
     def _process(
         self, producer: TransactionalProducer, messages: list[Message]
-    ) -> list[TopicPartition]:
+    ) -> tuple[list[TopicPartition], list[TopicPartition]]:
+        """Process ``messages`` for as long as a transaction should last; the offsets to
+        commit, and where to read again for the messages left for the next transaction."""
         edits_topic = self._topics.edits.name
         offsets: dict[tuple[str, int], int] = {}
+        unread: dict[tuple[str, int], int] = {}
         dirty: dict[tuple[int, str], bool] = {}  # (partition, person) -> merged view changed
+        deadline = time.monotonic() + self._config.transaction_timeout_ms / 4000
         for message in messages:
+            if unread or time.monotonic() > deadline:
+                unread.setdefault(
+                    (message.topic() or "", message.partition() or 0), message.offset() or 0
+                )
+                continue
             error = message.error()
             if error is not None:
                 raise translate(error, "consuming")
@@ -193,7 +204,8 @@ class Merger:
             )
             if changed:
                 self._publish(producer, merged)
-        return [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        commit = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        return commit, [TopicPartition(t, p, o) for (t, p), o in unread.items()]
 
     def _rekey(
         self,
