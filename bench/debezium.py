@@ -1,0 +1,428 @@
+"""civsync against Debezium on the same store, broker and rows: capture snapshot, streaming, apply.
+
+Both tools capture a table shaped like civsync's civil ``person`` (pin text key, 13 text
+columns, a version, a timestamptz; REPLICA IDENTITY FULL) in the database
+``civsync_bench_dbz`` of the civil-status cluster, into 6-partition topics under a prefix of
+this run's own (``dbzbench-<time>``), one tool after the other on a fresh copy of the table:
+
+- snapshot: N rows preloaded; civsync's ``capture run`` (wal2json, incremental snapshot, Avro)
+  against Debezium's PostgreSQL connector (pgoutput, ``snapshot.mode=initial``, JSON with
+  schemas, in a Connect standalone worker, bench/connect.py); rows/s from the start of the
+  process (civsync) or the connector's creation (Debezium) until all N records are on the topic;
+- streaming: the tool is stopped, M updates are committed (1,000 per transaction), the tool is
+  started again (civsync: a new process; Debezium: ``PUT /connectors/<name>/resume``), events/s
+  until all M are on the topic. The same backlog method as bench/capture.py;
+- apply: Debezium's JDBC sink (upsert, key from the record key) consumes Debezium's topic (N + M
+  records) into a pre-created table on the population cluster; records/s until the target holds
+  every row at its last version. civsync's apply side is bench/e2e.py.
+
+Medians of --runs runs with min and max go to bench/results/debezium.json. Run from the
+repository root: ``python -m bench.debezium`` or ``--smoke``. The Connect worker's JVM start is
+not timed, and a full run first does one discarded 5,000-row round so the measured ones find a
+warm JVM, as a long-lived worker would; each tool's own start-up is timed, as in
+bench/capture.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from psycopg import sql
+
+from bench import capture
+from bench.connect import CONNECT_VERSION, DEBEZIUM_VERSION, ConnectWorker
+from bench.report import summary, write
+from civsync.config import CivsyncSettings, load_settings
+from civsync.services import LocalServices
+from connectors.kafka.admin import TopicAdmin
+from connectors.postgres import Connection, connect
+from connectors.settings import StoreSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+DB = "civsync_bench_dbz"
+PARTITIONS = 6
+DDL = (
+    "CREATE TABLE {t} (pin text PRIMARY KEY, full_name text NOT NULL, birth_date text, sex text,"
+    " place_of_birth text, hometown text, ethnicity text, nationality text, father text,"
+    " mother text, marital_status text, spouse text, date_of_death text,"
+    " permanent_residence text, version bigint NOT NULL DEFAULT 0,"
+    " updated_at timestamptz NOT NULL DEFAULT now())"
+)
+FILL = (
+    "INSERT INTO {t} (pin, full_name, birth_date, sex, place_of_birth, hometown, ethnicity,"
+    " nationality, father, mother, marital_status, permanent_residence)"
+    " SELECT lpad(g::text, 12, '0'), 'Nguyễn Thị Hương ' || g,"
+    " (date '1950-01-01' + (g %% 25000)::int)::text, (ARRAY['male', 'female'])[g %% 2 + 1],"
+    " lpad((g %% 10000)::text, 5, '0'), lpad((g %% 9000)::text, 5, '0'), 'Kinh', 'VN',"
+    " 'Nguyễn Văn Nam ' || g, 'Trần Thị Lan ' || g, 'single',"
+    " 'Số ' || g || ' đường Lê Lợi, phường Bến Thành, Thành phố Hồ Chí Minh'"
+    " FROM generate_series(%s::bigint, %s::bigint) g"
+)
+UPDATE = (
+    "UPDATE {t} SET full_name = full_name || ' (đã sửa)', version = version + 1,"
+    " updated_at = now() WHERE pin BETWEEN lpad(%s::text, 12, '0') AND lpad(%s::text, 12, '0')"
+)
+
+
+def q(statement: str, table: str) -> sql.Composed:
+    return sql.SQL(statement).format(t=sql.Identifier(table))
+
+
+def bench_store(store: StoreSettings) -> StoreSettings:
+    """``store``'s cluster, database ``civsync_bench_dbz`` (created if missing)."""
+    with connect(store.model_copy(update={"dbname": "postgres"}), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
+    return store.model_copy(update={"dbname": DB})
+
+
+def person_table(conn: Connection, name: str, rows: int = 0) -> str:
+    """Create table ``name`` (REPLICA IDENTITY FULL) and fill it with ``rows`` people."""
+    conn.execute(q(DDL, name))
+    conn.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", name))
+    for first in range(1, rows + 1, 50_000):
+        conn.execute(q(FILL, name), (first, min(first + 49_999, rows)))
+    return name
+
+
+def update(conn: Connection, table: str, rows: int) -> None:
+    """Change people 1..``rows`` once each, 1,000 per transaction."""
+    for first in range(1, rows + 1, 1000):
+        conn.execute(q(UPDATE, table), (first, min(first + 999, rows)))
+
+
+def _until(done: Callable[[], bool], what: str, timeout_s: float = 1800.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not done after {timeout_s} s")
+        time.sleep(0.05)
+
+
+@dataclass
+class Rig:
+    """What every run shares: the settings, both bench databases, the broker, the worker."""
+
+    settings: CivsyncSettings
+    source: StoreSettings
+    target: StoreSettings
+    admin: TopicAdmin
+    worker: ConnectWorker
+    prefix: str
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings.kafka.bootstrap_servers
+
+    def on_topic(self, topic: str, count: int) -> Callable[[], bool]:
+        return lambda: topic in self.admin.names() and self.admin.end_offsets(topic) >= count
+
+    def record_bytes(self, topic: str, sample: int = 200) -> float:
+        """Mean key + value size of the first ``sample`` records of partition 0."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": self.prefix,
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        sizes = [
+            len(m.key() or b"") + len(m.value() or b"")
+            for m in consumer.consume(sample, timeout=10)
+            if m.error() is None
+        ]
+        consumer.close()
+        return sum(sizes) / max(1, len(sizes))
+
+    def cleanup(self) -> None:
+        """Delete every topic and registry subject under this run's prefix, and every table,
+        publication and idle slot of the bench databases (a failed run leaves some)."""
+        for store in (self.source, self.target):
+            with connect(store, autocommit=True) as conn:
+                for (slot,) in conn.execute(
+                    "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (DB,)
+                ).fetchall():
+                    _drop_slot(conn, slot)
+                for (publication,) in conn.execute("SELECT pubname FROM pg_publication").fetchall():
+                    conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(publication)))
+                for (table,) in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                ).fetchall():
+                    conn.execute(q("DROP TABLE {t}", table))
+                conn.execute("DROP SCHEMA IF EXISTS _civsync CASCADE")
+        self.admin.delete(sorted(t for t in self.admin.names() if t.startswith(self.prefix)))
+        url = str(self.settings.registry.url).rstrip("/")
+        for subject in httpx.get(f"{url}/subjects").json():
+            if subject.startswith(self.prefix):
+                httpx.delete(f"{url}/subjects/{subject}")
+                httpx.delete(f"{url}/subjects/{subject}", params={"permanent": "true"})
+
+
+@contextmanager
+def _civsync(table: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``civsync capture run`` of ``table`` (bench.capture's launcher), stopped on the way out."""
+    process = capture._capture(table)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def civsync_capture(rig: Rig, rows: int, updates: int) -> dict[str, float]:
+    """civsync's snapshot rows/s and streaming events/s on a fresh ``rows``-row table."""
+    with connect(rig.source, autocommit=True) as conn:
+        table = person_table(conn, f"civ_{uuid.uuid4().hex[:8]}", rows)
+        topic = f"{rig.prefix}.civil.{table}"
+        started = time.monotonic()
+        with _civsync(table) as process:
+            _until(rig.on_topic(topic, rows), "civsync snapshot")
+            snapshot = rows / (time.monotonic() - started)
+            lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+
+            def confirmed() -> bool:
+                row = conn.execute(
+                    "SELECT s.confirmed_flush_lsn >= %s::pg_lsn AND bool_and(j.state = 'done')"
+                    " FROM pg_replication_slots s JOIN _civsync.snapshot_jobs j USING (slot_name)"
+                    " WHERE s.slot_name = %s GROUP BY s.confirmed_flush_lsn",
+                    (lsn[0] if lsn else None, table),
+                ).fetchone()
+                return bool(row and row[0])
+
+            _until(confirmed, "civsync confirms its snapshot")
+            capture._stop(process)
+        base = rig.admin.end_offsets(topic)
+        update(conn, table, updates)
+        started = time.monotonic()
+        with _civsync(table) as process:
+            _until(rig.on_topic(topic, base + updates), "civsync streaming")
+            streaming = updates / (time.monotonic() - started)
+            peak = capture._stop(process)
+        size = rig.record_bytes(topic)
+        capture._cleanup(conn, table)
+    rig.admin.delete([topic])
+    return {"snapshot": snapshot, "streaming": streaming, "peak_rss_mb": peak, "bytes": size}
+
+
+def debezium_source(store: StoreSettings, table: str, topic_prefix: str) -> dict[str, str]:
+    """Debezium PostgreSQL connector config: pgoutput, its own slot and filtered publication."""
+    return {
+        "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+        "tasks.max": "1",
+        "database.hostname": store.host,
+        "database.port": str(store.port),
+        "database.user": store.user,
+        "database.password": store.password.get_secret_value(),
+        "database.dbname": store.dbname,
+        "topic.prefix": topic_prefix,
+        "plugin.name": "pgoutput",
+        "slot.name": table,
+        "publication.name": table,
+        "publication.autocreate.mode": "filtered",
+        "table.include.list": f"public.{table}",
+        "snapshot.mode": "initial",
+        "topic.creation.default.replication.factor": "1",
+        "topic.creation.default.partitions": str(PARTITIONS),
+    }
+
+
+def _drop_slot(conn: Connection, slot: str) -> None:
+    """Drop ``slot`` once its walsender has gone, and the publication of the same name."""
+    _until(
+        lambda: (
+            not conn.execute(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active", (slot,)
+            ).fetchone()
+        ),
+        f"slot {slot} released",
+        timeout_s=60,
+    )
+    conn.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    )
+    conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(slot)))
+
+
+def debezium_capture(rig: Rig, rows: int, updates: int) -> tuple[dict[str, float], str]:
+    """Debezium's snapshot rows/s and streaming events/s on a fresh ``rows``-row table, and
+    the change topic it wrote (N snapshot records, then ``updates`` updates)."""
+    with connect(rig.source, autocommit=True) as conn:
+        table = person_table(conn, f"dbz_{uuid.uuid4().hex[:8]}", rows)
+        topic, name = f"{rig.prefix}-dbz.public.{table}", f"{table}-source"
+        started = time.monotonic()
+        rig.worker.create(name, debezium_source(rig.source, table, f"{rig.prefix}-dbz"))
+        _until(rig.on_topic(topic, rows), "Debezium snapshot")
+        snapshot = rows / (time.monotonic() - started)
+        rig.worker.check(name)
+        time.sleep(3)  # let the task commit the snapshot's offsets before it is stopped
+        rig.worker.pause(name)
+        _until(lambda: rig.worker.status(name)["connector"]["state"] == "STOPPED", "stop")
+        base = rig.admin.end_offsets(topic)
+        update(conn, table, updates)
+        started = time.monotonic()
+        rig.worker.resume(name)
+        _until(rig.on_topic(topic, base + updates), "Debezium streaming")
+        streaming = updates / (time.monotonic() - started)
+        time.sleep(1)
+        extra = rig.admin.end_offsets(topic) - base - updates
+        rig.worker.delete(name)
+        _drop_slot(conn, table)
+        conn.execute(q("DROP TABLE {t}", table))
+    result = {"snapshot": snapshot, "streaming": streaming, "bytes": rig.record_bytes(topic)}
+    if extra:
+        raise RuntimeError(f"Debezium wrote {extra} records more than expected (re-snapshot?)")
+    return result, topic
+
+
+def debezium_apply(
+    worker: ConnectWorker,
+    bootstrap: str,
+    topic: str,
+    target: StoreSettings,
+    *,
+    rows: int,
+    updated: int,
+) -> dict[str, float]:
+    """Debezium's JDBC sink applying ``topic`` (``rows`` people, the first ``updated`` of them
+    changed once) to a pre-created table in ``target``: records/s from the connector's creation
+    until the table holds every row at its last version (``apply``), and from the first row
+    written (``apply_steady``, without the sink's start-up)."""
+    table, name = f"sink_{uuid.uuid4().hex[:8]}", f"sink-{uuid.uuid4().hex[:8]}"
+    with connect(target, autocommit=True) as conn:
+        person_table(conn, table)
+        started = time.monotonic()
+        worker.create(
+            name,
+            {
+                "connector.class": "io.debezium.connector.jdbc.JdbcSinkConnector",
+                "tasks.max": "1",
+                "topics": topic,
+                "connection.url": f"jdbc:postgresql://{target.host}:{target.port}/{target.dbname}",
+                "connection.username": target.user,
+                "connection.password": target.password.get_secret_value(),
+                "insert.mode": "upsert",
+                "primary.key.mode": "record_key",
+                "schema.evolution": "none",
+                "collection.name.format": table,
+                "consumer.override.auto.offset.reset": "earliest",
+            },
+        )
+
+        first: list[tuple[float, int]] = []  # (when, rows present) at the first sight of one
+
+        def applied() -> bool:
+            worker.check(name)
+            row = conn.execute(
+                q("SELECT count(*), count(*) FILTER (WHERE version = 1) FROM {t}", table)
+            ).fetchone()
+            if row and row[0] and not first:
+                first.append((time.monotonic(), row[0]))
+            return row == (rows, updated)
+
+        _until(applied, "Debezium JDBC sink")
+        ended = time.monotonic()
+        rate = {
+            "apply": (rows + updated) / (ended - started),
+            "apply_steady": (rows + updated - first[0][1]) / max(ended - first[0][0], 1e-3),
+        }
+        worker.delete(name)
+        conn.execute(q("DROP TABLE {t}", table))
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_consumer_groups([f"connect-{name}"]).values():
+        future.result(timeout=30)
+    return rate
+
+
+def one_run(rig: Rig, rows: int, updates: int) -> dict[str, Any]:
+    civ = civsync_capture(rig, rows, updates)
+    dbz, topic = debezium_capture(rig, rows, updates)
+    dbz |= debezium_apply(rig.worker, rig.bootstrap, topic, rig.target, rows=rows, updated=updates)
+    rig.admin.delete([topic])
+    return {"civsync": civ, "debezium": dbz}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000, help="snapshot rows")
+    parser.add_argument("--updates", type=int, default=100_000, help="streamed updates")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="small sizes, one run (for CI)")
+    args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.updates, args.runs = 2_000, 1_000, 1
+    args.updates = min(args.updates, args.rows)
+    settings = load_settings()
+    LocalServices(ROOT / ".run", settings).up()
+    prefix = f"dbzbench-{time.strftime('%Y%m%d%H%M%S')}"
+    source, target = bench_store(settings.civil), bench_store(settings.population)
+    # civsync's capture processes (bench.capture._capture) read these.
+    os.environ["CIVSYNC_CIVIL__DBNAME"] = source.dbname
+    os.environ["CIVSYNC_MERGE__TOPIC_PREFIX"] = prefix
+    runs = []
+    with ConnectWorker(settings.kafka.bootstrap_servers, prefix) as worker:
+        rig = Rig(settings, source, target, TopicAdmin(settings.kafka), worker, prefix)
+        try:
+            if not args.smoke:  # JIT-compile the worker's hot paths, as in a long-lived worker
+                one_run(rig, 5_000, 5_000)
+            for n in range(1, args.runs + 1):
+                runs.append(one_run(rig, args.rows, args.updates))
+                print(f"run {n}: {runs[-1]}", flush=True)
+        finally:
+            rig.cleanup()
+
+    def figure(tool: str, key: str) -> dict[str, float]:
+        return summary([r[tool][key] for r in runs])
+
+    result: dict[str, Any] = {
+        "workload": {
+            "snapshot_rows": args.rows,
+            "streamed_updates": args.updates,
+            "runs": args.runs,
+            "row": "person-like: pin text key, 13 text columns, version bigint, timestamptz",
+            "partitions": PARTITIONS,
+        },
+        "versions": {"debezium": DEBEZIUM_VERSION, "kafka_connect": CONNECT_VERSION},
+        "civsync": {
+            "format": "Avro (registry wire format), wal2json, incremental snapshot",
+            "snapshot_rows_per_s": figure("civsync", "snapshot"),
+            "streaming_events_per_s": figure("civsync", "streaming"),
+            "peak_rss_mb": figure("civsync", "peak_rss_mb"),
+            "record_bytes": figure("civsync", "bytes"),
+        },
+        "debezium": {
+            "format": "JSON with schemas (JsonConverter), pgoutput, snapshot.mode=initial",
+            "snapshot_rows_per_s": figure("debezium", "snapshot"),
+            "streaming_events_per_s": figure("debezium", "streaming"),
+            "jdbc_sink_records_per_s": figure("debezium", "apply"),
+            "jdbc_sink_steady_records_per_s": figure("debezium", "apply_steady"),
+            "record_bytes": figure("debezium", "bytes"),
+        },
+        "cpus": os.cpu_count(),
+    }
+    for label, key in (
+        ("capture snapshot", "snapshot_rows_per_s"),
+        ("streaming", "streaming_events_per_s"),
+    ):
+        ratio = result["civsync"][key]["median"] / result["debezium"][key]["median"]
+        result[f"ratio_{key}"] = ratio
+        print(f"civsync/Debezium {label}: {ratio:.2f}")
+    write("debezium", result, smoke=args.smoke)
+
+
+if __name__ == "__main__":
+    main()
