@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 from confluent_kafka.admin import AdminClient
 
 from civsync.config import CivsyncSettings
@@ -43,14 +44,21 @@ class CivilWriter(threading.Thread):
             round_ = 0
             while not self.stop.is_set():
                 round_ += 1
-                for n in self.rng.sample(range(self.people), self.rng.randint(1, 50)):
-                    name = f"Võ Thị Em {n}.{round_}"
-                    conn.execute(
-                        q("UPDATE {t} SET full_name = %s WHERE pin = %s", self.table),
-                        (name, _pin(n)),
-                    )
-                    self.last[_pin(n)] = name
-                conn.commit()
+                names = {
+                    _pin(n): f"Võ Thị Em {n}.{round_}"
+                    for n in self.rng.sample(range(self.people), self.rng.randint(1, 50))
+                }
+                try:
+                    for pin, name in names.items():
+                        conn.execute(
+                            q("UPDATE {t} SET full_name = %s WHERE pin = %s", self.table),
+                            (name, pin),
+                        )
+                    conn.commit()
+                except psycopg.errors.DeadlockDetected:
+                    conn.rollback()  # the sink was writing the same rows: as a user would, move on
+                    continue
+                self.last.update(names)  # only what committed
                 time.sleep(0.02)
 
 
