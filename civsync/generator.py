@@ -23,6 +23,7 @@ from typing import Any
 
 from faker import Faker
 
+from connectors.merge.settings import BIRTH_FIELDS
 from connectors.place_data import place_map
 from engine.places import CodeList, Place, PlaceMap
 
@@ -31,16 +32,6 @@ _ETHNICITIES = {"Kinh": 85, "Tày": 2, "Thái": 2, "Mường": 2, "Khmer": 1, "H
 _RELIGIONS = {"Không": 86, "Công giáo": 6, "Phật giáo": 5, "Tin Lành": 1, "Cao Đài": 1}
 _MISMATCHED_FIELDS = ("full_name", "birth_date", "permanent_residence", "ethnicity")
 _OLD_RESIDENCE_SHARE = 0.5  # residences still recorded under pre-2025 units
-_BIRTH_FIELDS = (
-    "full_name",
-    "birth_date",
-    "sex",
-    "place_of_birth",
-    "father",
-    "mother",
-    "ethnicity",
-    "nationality",
-)
 _ADULT_BEFORE = date(2005, 1, 1)
 _FIRST_BIRTH = date(1930, 1, 1)
 _BIRTH_DAYS = (date(2024, 12, 31) - _FIRST_BIRTH).days
@@ -184,7 +175,7 @@ class Generator:
         birth_act = {
             **self._act(born + timedelta(days=rng.randrange(1, 60)), shared["place_of_birth"]),
             "pin": pin,
-            **{k: civil[k] for k in _BIRTH_FIELDS},
+            **{k: civil[k] for k in BIRTH_FIELDS},
         }
         person = GeneratedPerson(pin, civil, population, household, birth_act)
         if rng.random() < self._legacy:

@@ -95,7 +95,8 @@ class FieldPolicySettings(_Frozen):
         return self
 
 
-_BIRTH_COLUMNS = (
+# What a birth act records about the child (schemas/sql/civil), field and column alike.
+BIRTH_FIELDS = (
     "full_name",
     "birth_date",
     "sex",
@@ -135,7 +136,7 @@ DEFAULT_TABLES = (
         table="public.birth_registration",
         person_column="pin",
         local_key="person_id",
-        columns={name: name for name in _BIRTH_COLUMNS},
+        columns={name: name for name in BIRTH_FIELDS},
         unknown=_UNKNOWN_SEX,
         apply=False,
     ),
@@ -178,7 +179,7 @@ DEFAULT_TABLES = (
         table="public.birth_notification",
         person_column="civil_person",
         link_column="pin",
-        columns={name: name for name in _BIRTH_COLUMNS},
+        columns={name: name for name in BIRTH_FIELDS},
         keys="provisional",
     ),
 )
