@@ -8,7 +8,7 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the local services and the tests need (Java and Maven for Kafka and the registry).
 APT_PACKAGES := postgresql-15 postgresql-15-wal2json kcat maven openjdk-17-jre-headless
 
-.PHONY: run test bench test-unit lint setup system-packages venv services-up services-down services-status clean
+.PHONY: run test bench bench-compare test-unit lint setup system-packages venv services-up services-down services-status clean
 
 run: setup                        ## the demo: services, both stores, 10,000 people, the engine, a summary
 	$(BIN)/civsync demo
@@ -23,6 +23,10 @@ bench: setup services-up          ## the full benchmarks (minutes; on demand, ne
 	$(BIN)/python -m bench.capture
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.reconcile
+
+bench-compare: setup services-up  ## civsync against Debezium and the ceilings, one run (about 25 min)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.sidebyside --runs 3
 
 test-unit: venv                   ## the fast room only: no services
 	$(BIN)/pytest tests/unit

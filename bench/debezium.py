@@ -1,7 +1,8 @@
 """civsync against Debezium on the same store, broker and rows: capture snapshot, streaming, apply.
 
 Both tools capture a table shaped like civsync's civil ``person`` (pin text key, 13 text
-columns, a version, a timestamptz; REPLICA IDENTITY FULL) in the database
+columns, a version, a timestamptz; REPLICA IDENTITY FULL; valid PINs ``001 0 80 nnnnnn``:
+province 01, men born in 1980, so the merger's PIN checks pass) in the database
 ``civsync_bench_dbz`` of the civil-status cluster, into 6-partition topics under a prefix of
 this run's own (``dbzbench-<time>``), one tool after the other on a fresh copy of the table:
 
@@ -13,8 +14,11 @@ this run's own (``dbzbench-<time>``), one tool after the other on a fresh copy o
   started again (civsync: a new process; Debezium: ``PUT /connectors/<name>/resume``), events/s
   until all M are on the topic. The same backlog method as bench/capture.py;
 - apply: Debezium's JDBC sink (upsert, key from the record key) consumes Debezium's topic (N + M
-  records) into a pre-created table on the population cluster; records/s until the target holds
-  every row at its last version. civsync's apply side is bench/e2e.py.
+  records) into a pre-created table on the population cluster; civsync's merger and population
+  sink (``civsync merge run``, ``civsync sink run population``, as processes) consume civsync's
+  topic of the same N + M changes into another such table (mapped by ``pin`` in a config of
+  this run's own). Records/s from the connector's creation, or the processes' start, until the
+  target holds every row at its last version.
 
 Medians of --runs runs with min and max go to bench/results/debezium.json. Run from the
 repository root: ``python -m bench.debezium`` or ``--smoke``. The Connect worker's JVM start is
@@ -27,7 +31,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -53,6 +60,11 @@ from connectors.settings import StoreSettings
 ROOT = Path(__file__).resolve().parents[1]
 DB = "civsync_bench_dbz"
 PARTITIONS = 6
+RATIOS = (
+    ("capture snapshot", "snapshot_rows_per_s"),
+    ("capture streaming", "streaming_events_per_s"),
+    ("apply", "apply_records_per_s"),
+)
 DDL = (
     "CREATE TABLE {t} (pin text PRIMARY KEY, full_name text NOT NULL, birth_date text, sex text,"
     " place_of_birth text, hometown text, ethnicity text, nationality text, father text,"
@@ -63,8 +75,8 @@ DDL = (
 FILL = (
     "INSERT INTO {t} (pin, full_name, birth_date, sex, place_of_birth, hometown, ethnicity,"
     " nationality, father, mother, marital_status, permanent_residence)"
-    " SELECT lpad(g::text, 12, '0'), 'Nguyễn Thị Hương ' || g,"
-    " (date '1950-01-01' + (g %% 25000)::int)::text, (ARRAY['male', 'female'])[g %% 2 + 1],"
+    " SELECT '001080' || lpad(g::text, 6, '0'), 'Nguyễn Văn Hùng ' || g,"
+    " (date '1980-01-01' + (g %% 365)::int)::text, 'male',"
     " lpad((g %% 10000)::text, 5, '0'), lpad((g %% 9000)::text, 5, '0'), 'Kinh', 'VN',"
     " 'Nguyễn Văn Nam ' || g, 'Trần Thị Lan ' || g, 'single',"
     " 'Số ' || g || ' đường Lê Lợi, phường Bến Thành, Thành phố Hồ Chí Minh'"
@@ -72,7 +84,8 @@ FILL = (
 )
 UPDATE = (
     "UPDATE {t} SET full_name = full_name || ' (đã sửa)', version = version + 1,"
-    " updated_at = now() WHERE pin BETWEEN lpad(%s::text, 12, '0') AND lpad(%s::text, 12, '0')"
+    " updated_at = now()"
+    " WHERE pin BETWEEN '001080' || lpad(%s::text, 6, '0') AND '001080' || lpad(%s::text, 6, '0')"
 )
 
 
@@ -183,11 +196,15 @@ def _civsync(table: str) -> Iterator[subprocess.Popen[bytes]]:
             process.wait(timeout=60)
 
 
-def civsync_capture(rig: Rig, rows: int, updates: int) -> dict[str, float]:
-    """civsync's snapshot rows/s and streaming events/s on a fresh ``rows``-row table."""
+def civsync_capture(rig: Rig, rows: int, updates: int) -> tuple[dict[str, float], str, str]:
+    """civsync's snapshot rows/s and streaming events/s on a fresh ``rows``-row table, the
+    topic prefix of this run (its own, so each run's merger starts from empty topics) and the
+    captured table's name (the table itself is dropped; its topic stays)."""
     with connect(rig.source, autocommit=True) as conn:
         table = person_table(conn, f"civ_{uuid.uuid4().hex[:8]}", rows)
-        topic = f"{rig.prefix}.civil.{table}"
+        prefix = f"{rig.prefix}.{table}"
+        os.environ["CIVSYNC_MERGE__TOPIC_PREFIX"] = prefix  # read by bench.capture._capture
+        topic = f"{prefix}.civil.{table}"
         started = time.monotonic()
         with _civsync(table) as process:
             _until(rig.on_topic(topic, rows), "civsync snapshot")
@@ -214,8 +231,91 @@ def civsync_capture(rig: Rig, rows: int, updates: int) -> dict[str, float]:
             peak = capture._stop(process)
         size = rig.record_bytes(topic)
         capture._cleanup(conn, table)
-    rig.admin.delete([topic])
-    return {"snapshot": snapshot, "streaming": streaming, "peak_rss_mb": peak, "bytes": size}
+    figures = {"snapshot": snapshot, "streaming": streaming, "peak_rss_mb": peak, "bytes": size}
+    return figures, prefix, table
+
+
+_FIELDS = re.findall(r", (\w+) text", DDL)  # the shared person fields the bench row carries
+
+
+def _merge_config(path: Path, prefix: str, source: str, target: str) -> Path:
+    """A config mapping ``source`` (civil) and ``target`` (population) by ``pin``, every text
+    column a field; the residence is population-owned, so last-writer-wins here."""
+    columns = "{ " + ", ".join(f'{c} = "{c}"' for c in _FIELDS) + " }"
+    lines = [
+        "[merge]",
+        f'group = "{prefix}-merger"',
+        f'topic_prefix = "{prefix}"',
+        f"partitions = {PARTITIONS}",
+        "[merge.policy.permanent_residence]",
+        'rule = "lww"',
+    ]
+    for store, table in (("civil", source), ("population", target)):
+        lines += ["[[merge.tables]]", f'store = "{store}"', f'table = "public.{table}"']
+        lines += ['person_column = "pin"', f"columns = {columns}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def civsync_apply(
+    rig: Rig, prefix: str, source: str, *, rows: int, updated: int
+) -> dict[str, float]:
+    """civsync's merger and population sink applying the topic civsync_capture wrote under
+    ``prefix`` (``rows`` people, the first ``updated`` renamed once) to a pre-created table:
+    records/s from the processes' start until the table holds every row at its last version
+    (``apply``), and from the first row written (``apply_steady``)."""
+    target = f"tgt_{uuid.uuid4().hex[:8]}"
+    env = os.environ | {
+        "CIVSYNC_LOG_LEVEL": "WARNING",
+        "CIVSYNC_CIVIL__DBNAME": rig.source.dbname,
+        "CIVSYNC_POPULATION__DBNAME": rig.target.dbname,
+        "CIVSYNC_MERGE__TOPIC_PREFIX": prefix,
+    }
+    with (
+        connect(rig.target, autocommit=True) as conn,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        person_table(conn, target)
+        config = str(_merge_config(Path(tmp) / "civsync.toml", prefix, source, target))
+        cli = [sys.executable, "-m", "civsync.cli"]
+        started = time.monotonic()
+        processes = [
+            subprocess.Popen([*cli, "merge", "run", "--config", config], env=env),
+            subprocess.Popen([*cli, "sink", "run", "population", "--config", config], env=env),
+        ]
+        first: list[tuple[float, int]] = []
+        renamed = "% (đã sửa)"
+
+        def applied() -> bool:
+            if any(p.poll() is not None for p in processes):
+                raise RuntimeError("civsync merger or sink exited")
+            row = conn.execute(
+                q("SELECT count(*), count(*) FILTER (WHERE full_name LIKE %s) FROM {t}", target),
+                (renamed,),
+            ).fetchone()
+            if row and row[0] and not first:
+                first.append((time.monotonic(), row[0]))
+            return row == (rows, updated)
+
+        try:
+            _until(applied, "civsync merger and sink")
+            ended = time.monotonic()
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=60)
+        conn.execute(q("DROP TABLE {t}", target))
+    admin = AdminClient({"bootstrap.servers": rig.bootstrap})
+    for future in admin.delete_consumer_groups(
+        [f"{prefix}-merger", f"{prefix}-sink-population"]
+    ).values():
+        future.result(timeout=30)
+    rig.admin.delete(sorted(t for t in rig.admin.names() if t.startswith(prefix + ".")))
+    return {
+        "apply": (rows + updated) / (ended - started),
+        "apply_steady": (rows + updated - first[0][1]) / max(ended - first[0][0], 1e-3),
+    }
 
 
 def debezium_source(store: StoreSettings, table: str, topic_prefix: str) -> dict[str, str]:
@@ -349,7 +449,8 @@ def debezium_apply(
 
 
 def one_run(rig: Rig, rows: int, updates: int) -> dict[str, Any]:
-    civ = civsync_capture(rig, rows, updates)
+    civ, prefix, table = civsync_capture(rig, rows, updates)
+    civ |= civsync_apply(rig, prefix, table, rows=rows, updated=updates)
     dbz, topic = debezium_capture(rig, rows, updates)
     dbz |= debezium_apply(rig.worker, rig.bootstrap, topic, rig.target, rows=rows, updated=updates)
     rig.admin.delete([topic])
@@ -401,6 +502,8 @@ def main() -> None:
             "format": "Avro (registry wire format), wal2json, incremental snapshot",
             "snapshot_rows_per_s": figure("civsync", "snapshot"),
             "streaming_events_per_s": figure("civsync", "streaming"),
+            "apply_records_per_s": figure("civsync", "apply"),
+            "apply_steady_records_per_s": figure("civsync", "apply_steady"),
             "peak_rss_mb": figure("civsync", "peak_rss_mb"),
             "record_bytes": figure("civsync", "bytes"),
         },
@@ -414,10 +517,8 @@ def main() -> None:
         },
         "cpus": os.cpu_count(),
     }
-    for label, key in (
-        ("capture snapshot", "snapshot_rows_per_s"),
-        ("streaming", "streaming_events_per_s"),
-    ):
+    result["debezium"]["apply_records_per_s"] = result["debezium"]["jdbc_sink_records_per_s"]
+    for label, key in RATIOS:
         ratio = result["civsync"][key]["median"] / result["debezium"][key]["median"]
         result[f"ratio_{key}"] = ratio
         print(f"civsync/Debezium {label}: {ratio:.2f}")
