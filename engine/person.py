@@ -67,31 +67,23 @@ def merge(
     known = (former_keys, has_row) != (person.former_keys, person.has_row)  # news of identity
     if state is person.state and not known:
         return MergeResult(person, [], changed=False)  # a duplicate: nothing moved
+    after = {name: state.outcome(name, policies[name]) for name in touched}
     open_conflicts = dict(person.open_conflicts)
     held = {c.field: c for c in records if c.decision == "held"}
     for name in touched:
-        outcome = state.outcome(name, policies[name])
         current = open_conflicts.get(name)
         replaced = name in held and held[name].conflict_id != _id_of(current)
-        if current is not None and (not _pending(current, outcome) or replaced):
-            records.append(_closed(current, outcome.provenance, edit))
+        if current is not None and (not _pending(current, after[name]) or replaced):
+            records.append(_closed(current, after[name].provenance, edit))
             del open_conflicts[name]
     open_conflicts.update(held)
     for name in touched:
-        outcome = state.outcome(name, policies[name])
-        if name in PLACE_FIELDS and name not in open_conflicts and for_steward(outcome.value):
-            assert outcome.provenance is not None  # noqa: S101 - a value has an edit
-            review = Conflict(
-                state.person,
-                name,
-                policies[name].rule,
-                "review",
-                outcome.provenance,
-                outcome.provenance,
-            )
+        standing = after[name].provenance
+        if name in PLACE_FIELDS and name not in open_conflicts and for_steward(after[name].value):
+            assert standing is not None  # noqa: S101 - a value has an edit
+            review = Conflict(state.person, name, policies[name].rule, "review", standing, standing)
             records.append(review)
             open_conflicts[name] = review
-    after = {name: state.outcome(name, policies[name]) for name in touched}
     changed = after != before or known
     merged = replace(
         person,

@@ -361,11 +361,12 @@ class Merger:
             producer.produce(self._topics.person, {"person": person}, None)
             return
         kind: KeyKind = "provisional" if is_provisional(person) else "pin"
-        view = merged.view(self._policies)
+        required = self._config.settings.required.get(kind, ())
         missing = [
             name
-            for name in self._config.settings.required.get(kind, ())
-            if name not in view or view[name].value is None
+            for name in required
+            if name not in merged.state.fields
+            or merged.state.outcome(name, self._policies[name]).value is None
         ]
         if missing:  # an act alone waits silently: its person's row may link it to a PIN
             if kind == "pin" or merged.has_row:
