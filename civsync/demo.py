@@ -214,21 +214,20 @@ class Demo:
                 ids.append(new_id)
             for person in dying[:n]:
                 _insert(civil, "death_registration", {
-                    **person.birth_act, "pin": person.pin, "number": f"D{person.pin}",
-                    "registered_on": "2025-10-01", "date_of_death": "2025-09",
-                    "person_id": _id_of(civil, person.pin),
-                }, only=_ACT_COLUMNS | {"pin", "date_of_death", "person_id"})  # fmt: skip
+                    **_act_of(person, f"D{person.pin}", "2025-10-01"), "pin": person.pin,
+                    "person_id": _id_of(civil, person.pin), "date_of_death": "2025-09",
+                })  # fmt: skip
             for person in dying[n:]:
                 birth = civil.execute(
                     "SELECT id, full_name FROM birth_registration WHERE pin = %s", (person.pin,)
                 ).fetchone()
                 assert birth is not None  # noqa: S101 - seeded for everyone not legacy
                 _insert(civil, "correction", {
-                    **person.birth_act, "number": f"C{person.pin}", "registered_on": "2025-10-02",
+                    **_act_of(person, f"C{person.pin}", "2025-10-02"), "pin": person.pin,
                     "person_id": _id_of(civil, person.pin), "corrects": "birth_registration",
                     "corrected_id": birth[0], "field": "full_name", "old_value": birth[1],
                     "new_value": f"{birth[1]} Thị", "reason": "keying error",
-                }, only=_ACT_COLUMNS | _CORRECTION_COLUMNS)  # fmt: skip
+                })  # fmt: skip
             civil.commit()
         self.console.print(
             f"  {n} births without a PIN, {n} deaths and {n} name corrections registered"
@@ -291,17 +290,21 @@ class Demo:
         )
 
 
-_ACT_COLUMNS = frozenset({"book", "number", "registered_on", "commune_code", "commune_code_list"})
-_CORRECTION_COLUMNS = frozenset(
-    {"pin", "person_id", "corrects", "corrected_id", "field", "old_value", "new_value", "reason"}
-)
+def _act_of(person: GeneratedPerson, number: str, registered_on: str) -> dict[str, Any]:
+    """The columns every act has, for a new act about ``person`` in their birth commune."""
+    birth = person.birth_act
+    return {
+        "book": birth["book"],
+        "number": number,
+        "registered_on": registered_on,
+        "commune_code": birth["commune_code"],
+        "commune_code_list": birth["commune_code_list"],
+    }
 
 
-def _insert(
-    conn: Connection, table: str, row: dict[str, Any], *, only: frozenset[str] | None = None
-) -> int:
-    """Insert ``row`` (its ``only`` columns, if given) into ``table``; the new row's id."""
-    columns = [c for c in row if only is None or c in only]
+def _insert(conn: Connection, table: str, row: dict[str, Any]) -> int:
+    """Insert ``row`` into ``table``; the new row's id."""
+    columns = list(row)
     found = conn.execute(
         sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
             sql.Identifier(table),

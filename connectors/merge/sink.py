@@ -132,9 +132,6 @@ class _Target:
                 current=current,
             )
 
-        local_match = sql.SQL("s.local_id::{}").format(
-            sql.SQL(types[local or mapping.person_column])
-        )
         return cls(
             mapping=mapping,
             stage=stage,
@@ -150,7 +147,11 @@ class _Target:
                 " UPDATE {stage} s SET fresh = true FROM fresh WHERE s.person = fresh.person"
             ).format(name=sql.Literal(mapping.table), stage=sql.Identifier(stage)),
             update=update(key, person),
-            update_local=None if local is None else update(sql.Identifier(local), local_match),
+            update_local=None
+            if local is None
+            else update(
+                sql.Identifier(local), sql.SQL("s.local_id::{}").format(sql.SQL(types[local]))
+            ),
             insert=sql.SQL(
                 "INSERT INTO {target} ({key}, {columns}) SELECT {person}, {values} FROM {stage} s"
                 " WHERE s.fresh AND s.key IS NOT NULL"
