@@ -39,7 +39,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
 from bench.connect import CONNECT_VERSION, HOME
-from bench.debezium import DDL, PARTITIONS, bench_store, person_table, q, update
+from bench.debezium import COMPRESSION, DDL, PARTITIONS, bench_store, person_table, q, update
 from bench.report import RESULTS, summary, write
 from civsync.config import load_settings
 from civsync.services import LocalServices
@@ -47,6 +47,8 @@ from civsync.services.maven import Artifact, resolve
 from connectors.kafka.avro import PRODUCER_DEFAULTS
 from connectors.postgres import Connection, connect
 from connectors.settings import StoreSettings
+
+_PRODUCER = {**PRODUCER_DEFAULTS, "compression.type": COMPRESSION}  # civsync's, as benchmarked
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = re.findall(r"[(,] ?(\w+) ", DDL)
@@ -153,7 +155,7 @@ def java_produce(bootstrap: str, topic: str, records: int, size: int) -> float:
         raise RuntimeError("java is not installed")
     # librdkafka batches up to 1 MB per partition by default, the Java client 16 KB: the same
     # limit for both, so the figure is the broker's and not the Java client's default.
-    props = {**PRODUCER_DEFAULTS, "batch.size": 1_000_000, "bootstrap.servers": bootstrap}
+    props = {**_PRODUCER, "batch.size": 1_000_000, "bootstrap.servers": bootstrap}
     out = subprocess.run(
         [
             java,
@@ -184,7 +186,7 @@ def java_produce(bootstrap: str, topic: str, records: int, size: int) -> float:
 
 def python_produce(bootstrap: str, topic: str, records: int, size: int) -> float:
     """Records/s of a bare confluent-kafka produce loop (payloads built before timing)."""
-    producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap})
+    producer = Producer({**_PRODUCER, "bootstrap.servers": bootstrap})
     letters = string.ascii_uppercase.encode()
     payloads = [bytes(random.choices(letters, k=size)) for _ in range(1000)]  # noqa: S311
     started = time.monotonic()
@@ -255,7 +257,7 @@ def main() -> None:
             "runs": args.runs,
             "record_bytes": sizes,
             "upsert_batch": BATCH,
-            "producer": {k: str(v) for k, v in PRODUCER_DEFAULTS.items()},
+            "producer": {k: str(v) for k, v in _PRODUCER.items()},
             "java_batch_size": 1_000_000,
         },
         "pg_upsert_insert_rows_per_s": summary(figures["upsert_insert"]),

@@ -60,6 +60,10 @@ from connectors.settings import StoreSettings
 ROOT = Path(__file__).resolve().parents[1]
 DB = "civsync_bench_dbz"
 PARTITIONS = 6
+# Kafka Connect's workers produce uncompressed (the producer's default); civsync's processes
+# in the benchmarks do too (``CIVSYNC_KAFKA__COMPRESSION``, lz4 by default), so both tools
+# send the same kind of batches to the same broker.
+COMPRESSION = "none"
 RATIOS = (
     ("capture snapshot", "snapshot_rows_per_s"),
     ("capture streaming", "streaming_events_per_s"),
@@ -467,6 +471,7 @@ def main() -> None:
     if args.smoke:
         args.rows, args.updates, args.runs = 2_000, 1_000, 1
     args.updates = min(args.updates, args.rows)
+    os.environ["CIVSYNC_KAFKA__COMPRESSION"] = COMPRESSION
     settings = load_settings()
     LocalServices(ROOT / ".run", settings).up()
     prefix = f"dbzbench-{time.strftime('%Y%m%d%H%M%S')}"

@@ -282,6 +282,7 @@ def main() -> None:
         args.runs = 1
     args.updates = min(args.updates, args.rows)
     load_before = os.getloadavg()
+    os.environ["CIVSYNC_KAFKA__COMPRESSION"] = debezium.COMPRESSION  # every civsync process
     settings = load_settings()
     LocalServices(ROOT / ".run", settings).up()
     prefix = f"sbs-{time.strftime('%Y%m%d%H%M%S')}"

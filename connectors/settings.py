@@ -7,7 +7,7 @@ Defaults point at the local launcher's loopback ports (see ``civsync.services``)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
@@ -26,6 +26,11 @@ class KafkaSettings(_Frozen):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        default="lz4",
+        description="producers' compression.type: lz4 keeps compacted topics small; none "
+        "saves CPU on client and broker where disk and network are cheap (Kafka's default)",
+    )
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka configuration shared by producers, consumers and the admin client."""

@@ -9,7 +9,8 @@ that state and the field's policy; see ``engine.policy`` for the rules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine.events import Hlc, Value
@@ -26,18 +27,17 @@ class FieldEdit:
     hlc: Hlc
     event_id: str
 
-    @property
-    def rank(self) -> tuple[int, int, str, str, str, str]:
-        """Total order of edits, the same in every process: clock, node, event id; origin and
-        value last, so even two edits that wrongly share an event id are ordered."""
-        return (
-            self.hlc.wall_ms,
-            self.hlc.logical,
-            self.hlc.node,
-            self.event_id,
-            self.origin,
-            repr(self.value),
-        )
+    # Total order of edits, the same in every process: clock, node, event id; origin and
+    # value last, so even two edits that wrongly share an event id are ordered. Computed once
+    # per edit, as a merge compares the same edits many times.
+    rank: tuple[int, int, str, str, str, str] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        hlc = self.hlc
+        rank = (hlc.wall_ms, hlc.logical, hlc.node, self.event_id, self.origin, repr(self.value))
+        object.__setattr__(self, "rank", rank)
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,9 @@ def _held(candidate: FieldEdit, standing: FieldEdit) -> FieldEdit | None:
     return None
 
 
+_NO_EDITS = FieldState()
+
+
 @dataclass(frozen=True)
 class PersonState:
     """Every shared field of one person."""
@@ -130,15 +133,34 @@ class PersonState:
 
     def apply(self, edit: FieldEdit, policy: FieldPolicy) -> tuple[PersonState, list[Conflict]]:
         """The state after ``edit``, and the conflicts it raised (none on a duplicate)."""
-        before = self.fields.get(edit.field, FieldState())
-        after = before.add(edit)
-        if after is before:
-            return self, []
-        state = PersonState(self.person, {**self.fields, edit.field: after})
-        return state, self._conflicts(edit, after, decide(after, policy), policy)
+        state, conflicts, _ = self.apply_all([edit], {edit.field: policy})
+        return state, conflicts
+
+    def apply_all(
+        self, edits: Iterable[FieldEdit], policies: Mapping[str, FieldPolicy]
+    ) -> tuple[PersonState, list[Conflict], dict[str, Outcome]]:
+        """The state after ``edits`` (one per field), the conflicts they raised, and the new
+        outcome of each field they changed; duplicates change nothing."""
+        fields: dict[str, FieldState] | None = None
+        conflicts: list[Conflict] = []
+        outcomes: dict[str, Outcome] = {}
+        for edit in edits:
+            before = (self.fields if fields is None else fields).get(edit.field, _NO_EDITS)
+            after = before.add(edit)
+            if after is before:
+                continue
+            if fields is None:
+                fields = dict(self.fields)
+            fields[edit.field] = after
+            policy = policies[edit.field]
+            outcomes[edit.field] = outcome = decide(after, policy)
+            conflicts += self._conflicts(edit, after, outcome, policy)
+        if fields is None:
+            return self, [], {}
+        return PersonState(self.person, fields), conflicts, outcomes
 
     def outcome(self, name: str, policy: FieldPolicy) -> Outcome:
-        return decide(self.fields.get(name, FieldState()), policy)
+        return decide(self.fields.get(name, _NO_EDITS), policy)
 
     def _conflicts(
         self, edit: FieldEdit, field_state: FieldState, outcome: Outcome, policy: FieldPolicy

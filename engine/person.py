@@ -35,13 +35,20 @@ class MergedPerson:
     successor: str | None = None  # the key this person moved to; edits are forwarded there
     former_keys: tuple[str, ...] = ()  # keys this person was known by, sorted
     has_row: bool = False  # a store's row of the person was seen, not only acts about them
+    # The view ``merge`` computed, and the policies it was computed under: a merge then
+    # recomputes only the fields it touched, and publishing recomputes nothing.
+    cached_view: tuple[Mapping[str, FieldPolicy], Mapping[str, Outcome]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     @classmethod
     def new(cls, person: str) -> MergedPerson:
         return cls(PersonState(person))
 
-    def view(self, policies: Mapping[str, FieldPolicy]) -> dict[str, Outcome]:
+    def view(self, policies: Mapping[str, FieldPolicy]) -> Mapping[str, Outcome]:
         """The merged value of every field the person has, with its provenance."""
+        if self.cached_view is not None and self.cached_view[0] is policies:
+            return self.cached_view[1]
         return {name: self.state.outcome(name, policies[name]) for name in self.state.fields}
 
 
@@ -56,18 +63,16 @@ def merge(
     person: MergedPerson, edit: PersonEdit, policies: Mapping[str, FieldPolicy]
 ) -> MergeResult:
     """``person`` after ``edit``; conflicts raised and closed; whether the view changed."""
-    state, records = person.state, []
     touched = sorted(edit.fields)
-    before = {name: state.outcome(name, policies[name]) for name in touched}
-    for field_edit in edit.field_edits():
-        state, found = state.apply(field_edit, policies[field_edit.field])
-        records += found
+    view = person.view(policies)
+    before = {name: view.get(name, _UNSET) for name in touched}
+    state, records, changed_outcomes = person.state.apply_all(edit.field_edits(), policies)
     former_keys = tuple(sorted({*person.former_keys, *edit.former_keys}))
     has_row = person.has_row or edit.person_row
     known = (former_keys, has_row) != (person.former_keys, person.has_row)  # news of identity
     if state is person.state and not known:
         return MergeResult(person, [], changed=False)  # a duplicate: nothing moved
-    after = {name: state.outcome(name, policies[name]) for name in touched}
+    after = {name: changed_outcomes.get(name, before[name]) for name in touched}
     open_conflicts = dict(person.open_conflicts)
     held = {c.field: c for c in records if c.decision == "held"}
     for name in touched:
@@ -92,8 +97,12 @@ def merge(
         open_conflicts=open_conflicts,
         former_keys=former_keys,
         has_row=has_row,
+        cached_view=(policies, {**view, **changed_outcomes}),
     )
     return MergeResult(merged, records, changed)
+
+
+_UNSET = Outcome(None, None)  # the outcome of a field no edit has set
 
 
 def _pending(conflict: Conflict, outcome: Outcome) -> bool:

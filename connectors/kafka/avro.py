@@ -42,7 +42,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "enable.idempotence": True,
     "linger.ms": 5,
-    "compression.type": "lz4",
 }
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": False,
@@ -118,7 +117,12 @@ class AvroProducer:
     """Produces Avro records; ``flush`` raises if any record was not acknowledged."""
 
     def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, **overrides: Any) -> None:
-        self._producer = Producer(kafka.client_config() | PRODUCER_DEFAULTS | overrides)
+        self._producer = Producer(
+            kafka.client_config()
+            | PRODUCER_DEFAULTS
+            | {"compression.type": kafka.compression}
+            | overrides
+        )
         self._registry = registry
         self._writers: dict[tuple[str, MessageField], _RegisteredWriter] = {}
         self._failures: list[KafkaOperationError] = []

@@ -362,12 +362,8 @@ class Merger:
             return
         kind: KeyKind = "provisional" if is_provisional(person) else "pin"
         required = self._config.settings.required.get(kind, ())
-        missing = [
-            name
-            for name in required
-            if name not in merged.state.fields
-            or merged.state.outcome(name, self._policies[name]).value is None
-        ]
+        view = merged.view(self._policies)
+        missing = [name for name in required if name not in view or view[name].value is None]
         if missing:  # an act alone waits silently: its person's row may link it to a PIN
             if kind == "pin" or merged.has_row:
                 detail = (

@@ -71,10 +71,16 @@ def settings(request: pytest.FixtureRequest, services_mode: str) -> CivsyncSetti
 
 
 @pytest.fixture
-def unique_name(request: pytest.FixtureRequest) -> str:
-    """A name no other test (or earlier run) uses: for topics, slots, subjects, groups."""
+def unique_name(request: pytest.FixtureRequest, settings: CivsyncSettings) -> Iterator[str]:
+    """A name no other test (or earlier run) uses: for topics, slots, subjects, groups. The
+    topics whose names contain it are deleted afterwards unless CIVSYNC_KEEP_TOPICS is set (hundreds
+    of leftover topics keep a dev broker busy and skew benchmarks)."""
     test = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
-    return f"it_{test}_{uuid.uuid4().hex[:8]}"
+    name = f"it_{test}_{uuid.uuid4().hex[:8]}"
+    yield name
+    if not os.environ.get("CIVSYNC_KEEP_TOPICS"):
+        admin = TopicAdmin(settings.kafka)
+        admin.delete([topic for topic in admin.names() if name in topic])
 
 
 @pytest.fixture
