@@ -18,6 +18,7 @@ test: setup lint services-up      ## lint, every test against the real services,
 	$(BIN)/python -m bench.capture --smoke
 	$(BIN)/python -m bench.e2e --smoke
 	$(BIN)/python -m bench.reconcile --smoke
+	$(BIN)/python -m bench.sidebyside --smoke  # fetches Kafka Connect and Debezium once (about 154 MB)
 
 bench: setup services-up          ## the full benchmarks (minutes; on demand, never in CI)
 	$(BIN)/python -m bench.capture
@@ -25,7 +26,6 @@ bench: setup services-up          ## the full benchmarks (minutes; on demand, ne
 	$(BIN)/python -m bench.reconcile
 
 bench-compare: setup services-up  ## civsync against Debezium and the ceilings, one run (about 25 min)
-	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench.sidebyside --runs 3
 
 test-unit: venv                   ## the fast room only: no services
@@ -52,7 +52,7 @@ venv: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,lint]'
+	$(BIN)/pip install -q -e '.[test,lint,bench]'
 	touch $@
 
 services-up: venv

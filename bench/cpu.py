@@ -10,6 +10,7 @@ registry. Run from the repository root: `python -m bench.cpu [--people N]`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import tempfile
 import time
@@ -35,16 +36,26 @@ def cpu_by_component() -> dict[str, float]:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if "civsync.cli" in command:
-            name = " ".join(command.split()[3:6])
+        if "civsync.cli" in command:  # its subcommand: "merge run", "sink run population"
+            words = command.split("civsync.cli", 1)[1].split()
+            name = " ".join(itertools.takewhile(lambda w: not w.startswith("-"), words))
         elif command.startswith("postgres"):
             name = "postgres"
+        elif "ConnectStandalone" in command:
+            name = "kafka connect"
         elif "java" in command:
-            name = "kafka" if "kafka" in command else "registry"
+            name = "kafka" if "kafka.Kafka" in command else "registry"
         else:
             continue
         used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS
     return used
+
+
+def per_record(before: dict[str, float], after: dict[str, float], records: int) -> dict[str, float]:
+    """µs of CPU per record each component used between two ``cpu_by_component`` readings
+    (components under 1 µs per record left out)."""
+    used = {name: 1e6 * (t - before.get(name, 0.0)) / records for name, t in after.items()}
+    return {name: round(us) for name, us in sorted(used.items()) if us >= 1}
 
 
 def main() -> None:

@@ -50,6 +50,7 @@ from psycopg import sql
 
 from bench import capture
 from bench.connect import CONNECT_VERSION, DEBEZIUM_VERSION, ConnectWorker
+from bench.cpu import cpu_by_component, per_record
 from bench.report import summary, write
 from civsync.config import CivsyncSettings, load_settings
 from civsync.services import LocalServices
@@ -228,15 +229,16 @@ def civsync_capture(rig: Rig, rows: int, updates: int) -> tuple[dict[str, float]
             capture._stop(process)
         base = rig.admin.end_offsets(topic)
         update(conn, table, updates)
-        started = time.monotonic()
+        cpu_before, started = cpu_by_component(), time.monotonic()
         with _civsync(table) as process:
             _until(rig.on_topic(topic, base + updates), "civsync streaming")
             streaming = updates / (time.monotonic() - started)
+            streaming_cpu = per_record(cpu_before, cpu_by_component(), updates)
             peak = capture._stop(process)
         size = rig.record_bytes(topic)
         capture._cleanup(conn, table)
     figures = {"snapshot": snapshot, "streaming": streaming, "peak_rss_mb": peak, "bytes": size}
-    return figures, prefix, table
+    return figures | {"streaming_cpu_us": streaming_cpu}, prefix, table
 
 
 _FIELDS = re.findall(r", (\w+) text", DDL)  # the shared person fields the bench row carries
@@ -282,7 +284,7 @@ def civsync_apply(
         person_table(conn, target)
         config = str(_merge_config(Path(tmp) / "civsync.toml", prefix, source, target))
         cli = [sys.executable, "-m", "civsync.cli"]
-        started = time.monotonic()
+        cpu_before, started = cpu_by_component(), time.monotonic()
         processes = [
             subprocess.Popen([*cli, "merge", "run", "--config", config], env=env),
             subprocess.Popen([*cli, "sink", "run", "population", "--config", config], env=env),
@@ -304,6 +306,7 @@ def civsync_apply(
         try:
             _until(applied, "civsync merger and sink")
             ended = time.monotonic()
+            cpu = per_record(cpu_before, cpu_by_component(), rows + updated)
         finally:
             for process in processes:
                 process.terminate()
@@ -319,6 +322,7 @@ def civsync_apply(
     return {
         "apply": (rows + updated) / (ended - started),
         "apply_steady": (rows + updated - first[0][1]) / max(ended - first[0][0], 1e-3),
+        "apply_cpu_us": cpu,
     }
 
 
@@ -378,16 +382,18 @@ def debezium_capture(rig: Rig, rows: int, updates: int) -> tuple[dict[str, float
         _until(lambda: rig.worker.status(name)["connector"]["state"] == "STOPPED", "stop")
         base = rig.admin.end_offsets(topic)
         update(conn, table, updates)
-        started = time.monotonic()
+        cpu_before, started = cpu_by_component(), time.monotonic()
         rig.worker.resume(name)
         _until(rig.on_topic(topic, base + updates), "Debezium streaming")
         streaming = updates / (time.monotonic() - started)
+        streaming_cpu = per_record(cpu_before, cpu_by_component(), updates)
         time.sleep(1)
         extra = rig.admin.end_offsets(topic) - base - updates
         rig.worker.delete(name)
         _drop_slot(conn, table)
         conn.execute(q("DROP TABLE {t}", table))
     result = {"snapshot": snapshot, "streaming": streaming, "bytes": rig.record_bytes(topic)}
+    result |= {"streaming_cpu_us": streaming_cpu}
     if extra:
         raise RuntimeError(f"Debezium wrote {extra} records more than expected (re-snapshot?)")
     return result, topic
@@ -409,7 +415,7 @@ def debezium_apply(
     table, name = f"sink_{uuid.uuid4().hex[:8]}", f"sink-{uuid.uuid4().hex[:8]}"
     with connect(target, autocommit=True) as conn:
         person_table(conn, table)
-        started = time.monotonic()
+        cpu_before, started = cpu_by_component(), time.monotonic()
         worker.create(
             name,
             {
@@ -443,6 +449,7 @@ def debezium_apply(
         rate = {
             "apply": (rows + updated) / (ended - started),
             "apply_steady": (rows + updated - first[0][1]) / max(ended - first[0][0], 1e-3),
+            "apply_cpu_us": per_record(cpu_before, cpu_by_component(), rows + updated),
         }
         worker.delete(name)
         conn.execute(q("DROP TABLE {t}", table))

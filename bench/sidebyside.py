@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import os
 import platform
+import statistics
 import tempfile
 import time
 import uuid
@@ -309,6 +310,11 @@ def main() -> None:
     def figure(part: str, key: str) -> dict[str, float]:
         return summary([r[part][key] for r in runs])
 
+    def cpu(tool: str, key: str) -> dict[str, float]:
+        """Median µs of CPU per record by component (bench.cpu), over the runs."""
+        names = sorted({name for r in runs for name in r[tool][key]})
+        return {n: statistics.median(r[tool][key].get(n, 0) for r in runs) for n in names}
+
     result: dict[str, Any] = {
         "workload": {
             "rows": args.rows,
@@ -335,11 +341,13 @@ def main() -> None:
         "civsync": {
             k: figure("civsync", k)
             for k in ("snapshot", "streaming", "apply", "apply_steady", "bytes")
-        },
+        }
+        | {k: cpu("civsync", k) for k in ("streaming_cpu_us", "apply_cpu_us")},
         "debezium": {
             k: figure("debezium", k)
             for k in ("snapshot", "streaming", "apply", "apply_steady", "bytes")
-        },
+        }
+        | {k: cpu("debezium", k) for k in ("streaming_cpu_us", "apply_cpu_us")},
         "ceilings": {k: figure("ceilings", k) for k in CEILINGS},
         "latency": {
             rate: {
