@@ -213,9 +213,11 @@ class TransactionalProducer(AvroProducer):
         timeout_s: float = 30.0,
         **overrides: Any,
     ) -> None:
-        super().__init__(
-            kafka, registry, **{"transactional.id": transactional_id, "linger.ms": 2} | overrides
-        )
+        # Committing flushes, and a flush does not wait for linger.ms (librdkafka 1.9+), so a
+        # long linger costs no latency here; it makes fewer, fuller produce requests, which
+        # cut the broker's CPU per merged record from ~840 to ~320 µs (docs/benchmarks.md).
+        config = {"transactional.id": transactional_id, "linger.ms": 50}
+        super().__init__(kafka, registry, **config | overrides)
         self._timeout_s = timeout_s
         self._call(lambda: self._producer.init_transactions(timeout_s), "initialising transactions")
 
