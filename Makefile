@@ -18,12 +18,14 @@ test: setup lint services-up      ## lint, every test against the real services,
 	$(BIN)/python -m bench.capture --smoke
 	$(BIN)/python -m bench.e2e --smoke
 	$(BIN)/python -m bench.reconcile --smoke
+	$(BIN)/python -m bench.apply_path --smoke
 	$(BIN)/python -m bench.sidebyside --smoke  # fetches Kafka Connect and Debezium once (about 154 MB)
 
 bench: setup services-up          ## the full benchmarks (minutes; on demand, never in CI)
 	$(BIN)/python -m bench.capture
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.reconcile
+	$(BIN)/python -m bench.apply_path
 
 bench-compare: setup services-up  ## civsync against Debezium and the ceilings, one run (about 25 min)
 	$(BIN)/python -m bench.sidebyside --runs 3

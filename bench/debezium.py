@@ -241,13 +241,13 @@ def civsync_capture(rig: Rig, rows: int, updates: int) -> tuple[dict[str, float]
     return figures | {"streaming_cpu_us": streaming_cpu}, prefix, table
 
 
-_FIELDS = re.findall(r", (\w+) text", DDL)  # the shared person fields the bench row carries
+PERSON_FIELDS = re.findall(r", (\w+) text", DDL)  # the shared person fields the bench row carries
 
 
 def _merge_config(path: Path, prefix: str, source: str, target: str) -> Path:
     """A config mapping ``source`` (civil) and ``target`` (population) by ``pin``, every text
     column a field; the residence is population-owned, so last-writer-wins here."""
-    columns = "{ " + ", ".join(f'{c} = "{c}"' for c in _FIELDS) + " }"
+    columns = "{ " + ", ".join(f'{c} = "{c}"' for c in PERSON_FIELDS) + " }"
     lines = [
         "[merge]",
         f'group = "{prefix}-merger"',

@@ -1,0 +1,144 @@
+"""The merger's and the sink's work per record, step by step, in one process, without services.
+
+bench.sidebyside measures how much CPU each process uses per record; this says where, inside
+them, it goes. For N people it builds the change events a capture writes for the bench's
+16-column person row (a snapshot read, then an update with its old row), then runs every
+record through the steps the merger and the sink take, with their own code, and times each:
+
+- decode: fastavro decoding of the change event (the merger's first step);
+- map: the table mapping, from change event to person edits;
+- edit: encoding the person edit for the edits topic;
+- merge: merging the edit into the person's state, field by field, under the policies;
+- state: the person's JSON state changelog record;
+- person: building and encoding the civsync.person record (values with provenance);
+- sink decode: the sink's decoding of that record.
+
+Kafka, PostgreSQL and the producer calls are left out: sidebyside's figures include them.
+Run from the repository root: ``python -m bench.apply_path [--people N] [--runs R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from bench.debezium import PERSON_FIELDS
+from bench.report import summary, write
+from connectors.merge.records import edit_to_avro, person_to_avro, state_to_json
+from connectors.merge.settings import MergeSettings
+from engine.mapping import PersonMapper, TableMapping
+from engine.person import MergedPerson, merge
+from schemas import load
+
+STEPS = ("decode", "map", "edit", "merge", "state", "person", "sink decode")
+_CHANGE, _EDIT, _PERSON = (
+    parse_schema(json.loads(load(n))) for n in ("change_event", "person_edit", "person")
+)
+
+
+def _encode(schema: Any, record: Any) -> bytes:
+    out = io.BytesIO()
+    schemaless_writer(out, schema, record)
+    return out.getvalue()
+
+
+def _decode(schema: Any, payload: bytes) -> Any:
+    return schemaless_reader(io.BytesIO(payload), schema, None)
+
+
+def change_events(people: int) -> list[bytes]:
+    """The encoded change events of ``people`` snapshot reads, then one rename of each."""
+
+    def event(n: int, op: str, name: str) -> bytes:
+        row: dict[str, Any] = {field: f"{field} of {n}" for field in PERSON_FIELDS}
+        row |= {"pin": f"001080{n:06d}", "full_name": name, "version": int(op == "u")}
+        row |= {"spouse": None, "date_of_death": None, "updated_at": "2026-11-23 17:00:00+00"}
+        before = {**row, "full_name": f"Nguyễn Văn Hùng {n}", "version": 0}
+        commit = 1_795_454_565_076 + n
+        return _encode(
+            _CHANGE,
+            {
+                "event_id": f"civil:{n:016X}:{op}",
+                "op": op,
+                "before": before if op == "u" else None,
+                "after": row,
+                "unavailable": [],
+                "column_types": dict.fromkeys(row, "text") | {"version": "bigint"},
+                "source": {
+                    "connector": "civsync",
+                    "store": "civil",
+                    "db": "civil",
+                    "schema": "public",
+                    "table": "person",
+                    "lsn": commit,
+                    "commit_lsn": commit,
+                    "txid": n,
+                    "ts_ms": commit,
+                    "snapshot": "false",
+                },
+                "hlc": {"wall_ms": commit, "logical": 0, "node": "civil"},
+                "ts_ms": commit,
+                "previous_key": None,
+            },
+        )
+
+    reads = [event(n, "r", f"Nguyễn Văn Hùng {n}") for n in range(people)]
+    return reads + [event(n, "u", f"Nguyễn Văn Hùng {n} (đã sửa)") for n in range(people)]
+
+
+def one_run(payloads: list[bytes]) -> dict[str, float]:
+    """µs per record of each step, over ``payloads``."""
+    policies = MergeSettings().policies()
+    mapper = PersonMapper(
+        [TableMapping("civil", "public.person", "pin", {f: f for f in PERSON_FIELDS})]
+    )
+    people: dict[str, MergedPerson] = {}
+    spent = dict.fromkeys(STEPS, 0.0)
+    clock = time.perf_counter
+
+    def timed(step: str, work: Callable[[], Any]) -> Any:
+        started = clock()
+        result = work()
+        spent[step] += clock() - started
+        return result
+
+    for payload in payloads:
+        event = timed("decode", lambda p=payload: _decode(_CHANGE, p))
+        for edit in timed("map", lambda e=event: mapper.edits_of(e)):
+            timed("edit", lambda e=edit: _encode(_EDIT, edit_to_avro(e)))
+            person = people.get(edit.person) or MergedPerson.new(edit.person)
+            person = people[edit.person] = timed(
+                "merge", lambda p=person, e=edit: merge(p, e, policies).person
+            )
+            timed("state", lambda p=person: state_to_json(p))
+            record = timed("person", lambda p=person: _encode(_PERSON, person_to_avro(p, policies)))
+            timed("sink decode", lambda r=record: _decode(_PERSON, r))
+    return {step: 1e6 * seconds / len(payloads) for step, seconds in spent.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="small sizes, one run (for CI)")
+    args = parser.parse_args()
+    if args.smoke:
+        args.people, args.runs = 500, 1
+    payloads = change_events(args.people)
+    runs = [one_run(payloads) for _ in range(args.runs)]
+    result: dict[str, Any] = {
+        "workload": {"people": args.people, "records": len(payloads), "runs": args.runs},
+        "us_per_record": {step: summary([r[step] for r in runs]) for step in STEPS},
+    }
+    result["us_per_record_total"] = summary([sum(r.values()) for r in runs])
+    write("apply_path", result, smoke=args.smoke)
+
+
+if __name__ == "__main__":
+    main()
