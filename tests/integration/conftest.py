@@ -72,9 +72,10 @@ def settings(request: pytest.FixtureRequest, services_mode: str) -> CivsyncSetti
 
 @pytest.fixture
 def unique_name(request: pytest.FixtureRequest, settings: CivsyncSettings) -> Iterator[str]:
-    """A name no other test (or earlier run) uses: for topics, slots, subjects, groups. The
-    topics whose names contain it are deleted afterwards unless CIVSYNC_KEEP_TOPICS is set (hundreds
-    of leftover topics keep a dev broker busy and skew benchmarks)."""
+    """A name no other test (or earlier run) uses: for topics, slots, subjects, groups.
+
+    The topics whose names contain it are deleted afterwards, unless CIVSYNC_KEEP_TOPICS is
+    set: hundreds of leftover topics keep a development broker busy and skew benchmarks."""
     test = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
     name = f"it_{test}_{uuid.uuid4().hex[:8]}"
     yield name

@@ -5,6 +5,7 @@ the merged view does not depend on the order edits arrive in."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import reduce
 
 import pytest
@@ -216,6 +217,15 @@ def test_any_arrival_order_gives_the_same_merged_view(
     in_order, out_of_order = _merge_all(edits), _merge_all(shuffled)
     assert out_of_order.view(DEFAULT_POLICY) == in_order.view(DEFAULT_POLICY)
     assert out_of_order.state == in_order.state
+
+
+@settings(max_examples=200)
+@given(histories())
+def test_the_view_kept_with_a_person_is_the_view_of_its_state(edits: list[PersonEdit]) -> None:
+    person = _merge_all(edits)
+    assert person.cached_view is not None
+    assert person.cached_view[0] is DEFAULT_POLICY
+    assert person.cached_view[1] == replace(person, cached_view=None).view(DEFAULT_POLICY)
 
 
 @settings(max_examples=200)
