@@ -47,9 +47,12 @@ class ReplicationSlot:
     tables: tuple[str, ...] = ()
 
     def state(self, conn: Connection) -> SlotState | None:
+        """The slot's position and lag; None if there is no such slot. A slot still being
+        created has confirmed nothing yet (PostgreSQL shows no position until it reaches a
+        consistent point): position 0/0, and all of the WAL as lag."""
         row = conn.execute(
-            "SELECT confirmed_flush_lsn::text, wal_status, active_pid,"
-            " pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint"
+            "SELECT COALESCE(confirmed_flush_lsn, '0/0')::text, wal_status, active_pid,"
+            " pg_wal_lsn_diff(pg_current_wal_lsn(), COALESCE(confirmed_flush_lsn, '0/0'))::bigint"
             " FROM pg_replication_slots WHERE slot_name = %s",
             (self.name,),
         ).fetchone()
