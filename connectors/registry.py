@@ -6,6 +6,9 @@ Confluent Schema Registry and with Apicurio's ``/apis/ccompat/v7`` API.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
@@ -15,7 +18,8 @@ from engine.errors import CivsyncError, FatalError, RetriableError
 BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
 _SERVER_ERROR = 500
 _CONFLICT = 409
-_REGISTER_ATTEMPTS = 3
+_ATTEMPTS = 3  # of a request that lost a creation race
+T = TypeVar("T")
 
 
 class RegistryError(CivsyncError):
@@ -54,26 +58,35 @@ class SchemaRegistry:
         self.close()
 
     def set_compatibility(self, subject: str, level: str = BACKWARD_TRANSITIVE) -> None:
-        try:
-            self.client.set_compatibility(subject_name=subject, level=level)
-        except Exception as exc:
-            raise translate(exc, f"setting {level} on {subject}") from exc
+        self._raced(
+            lambda: self.client.set_compatibility(subject_name=subject, level=level),
+            f"setting {level} on {subject}",
+        )
 
     def register(self, subject: str, schema_str: str) -> int:
-        """Register an Avro schema under ``subject`` (idempotent); its id.
+        """Register an Avro schema under ``subject`` (idempotent); its id."""
+        schema = Schema(schema_str, "AVRO")
+        return int(
+            self._raced(
+                lambda: self.client.register_schema(subject, schema),
+                f"registering a schema under {subject}",
+            )
+        )
 
-        Two processes registering a new subject at once can make the loser's request fail
-        with 409 (Apicurio: the artifact already exists); the retry then finds the schema.
-        """
-        for attempt in range(_REGISTER_ATTEMPTS):
+    @staticmethod
+    def _raced(operation: Callable[[], T], doing: str) -> T:
+        """``operation``, again if it lost a race. Two processes creating the same subject or
+        compatibility rule at once can make the loser's request fail with 409 (Apicurio: the
+        artifact or rule already exists); the retry then finds what the winner created."""
+        for attempt in range(_ATTEMPTS):
             try:
-                return int(self.client.register_schema(subject, Schema(schema_str, "AVRO")))
+                return operation()
             except SchemaRegistryError as exc:
                 raced = exc.http_status_code == _CONFLICT and "already exists" in exc.error_message
-                if not raced or attempt == _REGISTER_ATTEMPTS - 1:
-                    raise translate(exc, f"registering a schema under {subject}") from exc
+                if not raced or attempt == _ATTEMPTS - 1:
+                    raise translate(exc, doing) from exc
             except Exception as exc:
-                raise translate(exc, f"registering a schema under {subject}") from exc
+                raise translate(exc, doing) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def compatibility(self, subject: str) -> str:

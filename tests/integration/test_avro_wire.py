@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import unicodedata
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,25 @@ def test_a_record_that_does_not_fit_its_schema_is_an_encoding_error(
     producer = AvroProducer(settings.kafka, registry)
     with pytest.raises(EncodingError, match=probe_topic.name):
         producer.produce(probe_topic, {"pin": "1"}, {**CITIZENS[0], "version": "not a long"})
+
+
+def test_processes_setting_up_the_same_new_subjects_at_once_all_succeed(
+    settings: CivsyncSettings, unique_name: str
+) -> None:
+    """Mergers that start together register the same new subjects and set their
+    compatibility at once. The registry lets one request create each subject and rule and
+    answers the others 409 "already exists"; none of them may fail for it."""
+    subjects = [f"{unique_name}-{n}-value" for n in range(8)]
+
+    def set_up(subject: str) -> None:
+        with SchemaRegistry(settings.registry) as registry:
+            registry.register(subject, VALUE_SCHEMA)
+            registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # eight processes per subject, at once
+        list(pool.map(set_up, [subject for subject in subjects for _ in range(8)]))
+    with SchemaRegistry(settings.registry) as registry:
+        assert [registry.compatibility(s) for s in subjects] == [BACKWARD_TRANSITIVE] * 8
+        for subject in subjects:
+            registry.client.delete_subject(subject)
+            registry.client.delete_subject(subject, permanent=True)
