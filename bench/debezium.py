@@ -238,7 +238,8 @@ def civsync_capture(rig: Rig, rows: int, updates: int) -> tuple[dict[str, float]
         size = rig.record_bytes(topic)
         capture._cleanup(conn, table)
     figures = {"snapshot": snapshot, "streaming": streaming, "peak_rss_mb": peak, "bytes": size}
-    return figures | {"streaming_cpu_us": streaming_cpu}, prefix, table
+    figures["streaming_cpu_us"] = streaming_cpu
+    return figures, prefix, table
 
 
 PERSON_FIELDS = re.findall(r", (\w+) text", DDL)  # the shared person fields the bench row carries
@@ -393,7 +394,7 @@ def debezium_capture(rig: Rig, rows: int, updates: int) -> tuple[dict[str, float
         _drop_slot(conn, table)
         conn.execute(q("DROP TABLE {t}", table))
     result = {"snapshot": snapshot, "streaming": streaming, "bytes": rig.record_bytes(topic)}
-    result |= {"streaming_cpu_us": streaming_cpu}
+    result["streaming_cpu_us"] = streaming_cpu
     if extra:
         raise RuntimeError(f"Debezium wrote {extra} records more than expected (re-snapshot?)")
     return result, topic
