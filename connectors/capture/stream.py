@@ -56,9 +56,10 @@ def prepare(conn: Connection, slot: ReplicationSlot) -> tuple[int, ...]:
     """Make the store ready for capture; the ids of civsync's own replication origins.
 
     Creates the slot on first connection and queues the initial snapshot of the captured
-    tables, read after the slot exists so no change falls between the two. A slot that
-    existed before (recorded in ``_civsync.capture_state``) and is gone now is a
-    SlotLostError, never a re-creation.
+    tables, read after the slot exists so no change falls between the two. The slot's record
+    in ``_civsync.capture_state`` and the snapshot jobs commit together, so a crash in between
+    leaves an unrecorded slot, which the next start records and snapshots. A slot that was
+    recorded and is gone now is a SlotLostError, never a re-creation.
     """
     try:
         conn.execute(_STATE_DDL)
@@ -69,21 +70,21 @@ def prepare(conn: Connection, slot: ReplicationSlot) -> tuple[int, ...]:
         ).fetchone()
     except psycopg.Error as exc:
         raise classify(exc, "preparing the store for capture") from exc
-    if slot.state(conn) is not None:
-        slot.require_usable(conn)
-        return origins
     if known is not None:
         slot.require_usable(conn)  # raises SlotLostError with the remedy
-    created = slot.create(conn)
-    conn.execute(
-        "INSERT INTO _civsync.capture_state (slot_name, created_lsn) VALUES (%s, %s::pg_lsn)",
-        (slot.name, format_lsn(created)),
-    )
-    jobs = snapshot.request(conn, slot.name, captured_tables(conn, slot.tables))
+        return origins
+    existing = slot.state(conn)
+    start = existing.confirmed_lsn if existing is not None else slot.create(conn)
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO _civsync.capture_state (slot_name, created_lsn) VALUES (%s, %s::pg_lsn)",
+            (slot.name, format_lsn(start)),
+        )
+        jobs = snapshot.request(conn, slot.name, captured_tables(conn, slot.tables))
     log.info(
-        "capture.slot_created",
+        "capture.slot_created" if existing is None else "capture.slot_recorded",
         slot=slot.name,
-        lsn=format_lsn(created),
+        lsn=format_lsn(start),
         initial_snapshot_jobs=len(jobs),
     )
     return origins

@@ -16,7 +16,8 @@ from psycopg import sql
 from civsync.config import CivsyncSettings
 from connectors.capture.publisher import ChangePublisher, topic_for
 from connectors.capture.stream import CaptureConfig, CaptureStream
-from connectors.kafka.avro import AvroConsumer, ConsumedRecord
+from connectors.kafka.avro import AvroDecoder
+from connectors.kafka.reader import read_to_end
 from connectors.postgres import Connection
 from connectors.registry import SchemaRegistry
 
@@ -90,22 +91,48 @@ def civsync_process(*args: str) -> subprocess.Popen[bytes]:
 
 
 def wait_caught_up(conn: Connection, slot: str, timeout_s: float = 60.0) -> None:
-    """Until the slot has confirmed everything committed so far: capture has caught up.
+    """Until capture has caught up: the slot has confirmed everything committed so far, and
+    every snapshot queued for it has finished (done, or failed: tests of failures check).
 
-    Also waits for the slot to exist, so a capture still starting up is waited for.
+    Also waits for capture to have prepared the slot (its record commits with its initial
+    snapshot jobs), so a capture still starting up is waited for. Snapshots count because
+    their rows reach the topic after the changes streamed meanwhile.
     """
     target = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
     assert target is not None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if not _prepared_once(conn):
+            time.sleep(0.05)
+            continue
         row = conn.execute(
-            "SELECT confirmed_flush_lsn >= %s FROM pg_replication_slots WHERE slot_name = %s",
+            "SELECT s.confirmed_flush_lsn >= %s FROM pg_replication_slots s"
+            " JOIN _civsync.capture_state c USING (slot_name) WHERE slot_name = %s",
             (target[0], slot),
         ).fetchone()
-        if row and row[0]:
+        if row and row[0] and all(state != "pending" for _, _, state in snapshot_jobs(conn, slot)):
             return
         time.sleep(0.05)
-    raise AssertionError(f"slot {slot} did not catch up within {timeout_s:.0f}s")
+    raise AssertionError(
+        f"slot {slot} did not catch up within {timeout_s:.0f}s;"
+        f" its snapshots (table, rows read, state): {snapshot_jobs(conn, slot)}"
+    )
+
+
+def _prepared_once(conn: Connection) -> bool:
+    """Whether any capture has prepared this store (made civsync's tables in it)."""
+    row = conn.execute("SELECT to_regclass('_civsync.snapshot_jobs') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def snapshot_jobs(conn: Connection, slot: str) -> list[tuple[str, int, str]]:
+    """(table, rows read, state) of each snapshot queued for ``slot``, oldest first."""
+    rows = conn.execute(
+        "SELECT table_name, rows_read, state FROM _civsync.snapshot_jobs"
+        " WHERE slot_name = %s ORDER BY id",
+        (slot,),
+    ).fetchall()
+    return [(str(t), int(str(n)), str(s)) for t, n, s in rows]
 
 
 def drop_slot(conn: Connection, slot: str) -> None:
@@ -117,38 +144,22 @@ def drop_slot(conn: Connection, slot: str) -> None:
     conn.execute("DELETE FROM _civsync.snapshot_jobs WHERE slot_name = %s", (slot,))
 
 
-def read_topic(
-    settings: CivsyncSettings,
-    registry: SchemaRegistry,
-    topic: str,
-    *,
-    until: int,
-    settle_polls: int = 6,
-) -> list[ConsumedRecord]:
-    """Records of ``topic`` from the start: until ``until`` arrived, or until nothing more came
-    for ``settle_polls`` polls after the first record (at most a minute before the first)."""
-    consumer = AvroConsumer(settings.kafka, registry, group_id=f"{topic}-check-{id(until)}")
-    consumer.subscribe([topic])
-    records: list[ConsumedRecord] = []
-    idle = 0
-    try:
-        while len(records) < until and idle < (settle_polls if records else 120):
-            record = consumer.poll(0.5)
-            if record is None:
-                idle += 1
-                continue
-            idle = 0
-            records.append(record)
-    finally:
-        consumer.close()
-    return records
+def read_topic(settings: CivsyncSettings, registry: SchemaRegistry, topic: str) -> list[Any]:
+    """The values of every committed record of ``topic``, from its start to its end as of now
+    (tombstones left out). Call it once the writers have flushed: it waits for nothing more."""
+    decoder = AvroDecoder(registry)
+    return [
+        decoder.decode(value, topic)
+        for message in read_to_end(settings.kafka, topic)
+        if (value := message.value())
+    ]
 
 
 def events_of(
-    settings: CivsyncSettings, registry: SchemaRegistry, store: str, table: str, count: int
+    settings: CivsyncSettings, registry: SchemaRegistry, store: str, table: str
 ) -> list[dict[str, Any]]:
-    records = read_topic(settings, registry, topic_for(store, "public", table), until=count)
-    return sorted((r.value for r in records), key=_log_order)
+    """The change events captured from ``table`` so far, in log order."""
+    return sorted(read_topic(settings, registry, topic_for(store, "public", table)), key=_log_order)
 
 
 def _log_order(value: dict[str, Any]) -> tuple[int, int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from civsync.config import CivsyncSettings
 from connectors.capture import snapshot
 from connectors.capture.publisher import topic_for
+from connectors.capture.slot import ReplicationSlot
 from connectors.postgres import Connection, connect
 from connectors.registry import SchemaRegistry
 from tests.integration.capture_support import (
@@ -51,37 +51,21 @@ def table(civil: Connection, unique_name: str) -> Iterator[str]:
     drop_slot(civil, unique_name)
 
 
-def _jobs_done(civil: Connection, slot: str) -> bool:
-    row = civil.execute(
-        "SELECT count(*) FILTER (WHERE state <> 'done'), count(*)"
-        " FROM _civsync.snapshot_jobs WHERE slot_name = %s",
-        (slot,),
-    ).fetchone()
-    return bool(row and row[1] and row[0] == 0)
-
-
-def _wait_jobs(civil: Connection, slot: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not _jobs_done(civil, slot):
-        assert time.monotonic() < deadline, "snapshot did not finish"
-        time.sleep(0.1)
-
-
 def test_first_connection_reads_every_existing_row_in_chunks(
     settings: CivsyncSettings, registry: SchemaRegistry, civil: Connection, table: str
 ) -> None:
     with running_capture(settings, registry, "civil", table, [table], snapshot_chunk=1000):
-        _wait_jobs(civil, table)
+        wait_caught_up(civil, table, timeout_s=120)
         civil.execute(q("UPDATE {t} SET version = 1 WHERE id = 2", table))  # streamed after
         wait_caught_up(civil, table)
 
-    records = read_topic(settings, registry, topic_for("civil", "public", table), until=ROWS + 1)
-    reads = [r.value for r in records if r.value["op"] == "r"]
+    records = read_topic(settings, registry, topic_for("civil", "public", table))
+    reads = [r for r in records if r["op"] == "r"]
     assert sorted(v["after"]["id"] for v in reads) == list(range(1, ROWS + 1))
     assert {v["source"]["snapshot"] for v in reads} == {"incremental"}
     assert len({v["event_id"] for v in reads}) == ROWS
     row_two = next(v["after"] for v in reads if v["after"]["id"] == 2)
-    streamed = next(r.value for r in records if r.value["op"] == "u")
+    streamed = next(r for r in records if r["op"] == "u")
     # A snapshot row and a streamed row of the same data look the same.
     assert row_two == {**streamed["after"], "version": 0}
     assert row_two["full_name"] == "Trần Thị Bích 2"
@@ -110,12 +94,13 @@ def test_a_snapshot_racing_updates_never_leaves_a_stale_value_last(
                 )
 
     with running_capture(settings, registry, "civil", table, [table], snapshot_chunk=500):
-        _wait_jobs(civil, table)  # the initial snapshot, taken while nothing else writes
+        # the initial snapshot, taken while nothing else writes
+        wait_caught_up(civil, table, timeout_s=120)
         ids = snapshot.request(civil, table, [f"public.{table}"])
         writer = threading.Thread(target=update_randomly, daemon=True)
         writer.start()
         try:
-            _wait_jobs(civil, table)
+            wait_caught_up(civil, table, timeout_s=120)
         finally:
             stop.set()
             writer.join(timeout=30)
@@ -125,13 +110,28 @@ def test_a_snapshot_racing_updates_never_leaves_a_stale_value_last(
     final = dict(civil.execute(q("SELECT id, version FROM {t}", table)).fetchall())
     last: dict[int, int] = {}
     reads_after_updates = 0
-    for record in read_topic(
-        settings, registry, topic_for("civil", "public", table), until=10**9, settle_polls=10
-    ):
-        value = record.value  # per key, partition order is log order
+    for value in read_topic(settings, registry, topic_for("civil", "public", table)):
+        # per key, partition order is log order
         last[value["after"]["id"]] = value["after"]["version"]
         reads_after_updates += value["op"] == "r" and value["after"]["version"] > 0
     stale = {k: (v, final[k]) for k, v in last.items() if v != final[k]}
     assert not stale, f"{len(stale)} rows end on a stale value, e.g. {list(stale.items())[:3]}"
     assert len(last) == ROWS
     assert reads_after_updates > 0  # the second snapshot did read rows the writer had changed
+
+
+def test_a_slot_left_unrecorded_by_a_crash_is_recorded_and_snapshotted_on_the_next_start(
+    settings: CivsyncSettings, registry: SchemaRegistry, civil: Connection, table: str
+) -> None:
+    # What a crash right after creating the slot leaves: the slot, without its record or jobs.
+    ReplicationSlot(table, (f"public.{table}",)).create(civil)
+
+    with running_capture(settings, registry, "civil", table, [table]):
+        wait_caught_up(civil, table, timeout_s=120)
+
+    reads = [
+        r
+        for r in read_topic(settings, registry, topic_for("civil", "public", table))
+        if r["op"] == "r"
+    ]
+    assert sorted(r["after"]["id"] for r in reads) == list(range(1, ROWS + 1))

@@ -79,7 +79,7 @@ def test_every_operation_is_captured_in_order_with_exact_values(
         civil.execute(q("DELETE FROM {t} WHERE id = 3", table))
         wait_caught_up(civil, table)
 
-    events = events_of(settings, registry, "civil", table, count=6)
+    events = events_of(settings, registry, "civil", table)
 
     assert [
         (e["op"], e["after"] and e["after"]["id"], e["before"] and e["before"]["id"])
@@ -125,7 +125,7 @@ def test_writes_bound_to_civsyncs_origin_are_not_captured(
         civil.execute(q("INSERT INTO {t} (id, full_name) VALUES (11, 'user')", table))
         wait_caught_up(civil, table)
 
-    events = events_of(settings, registry, "civil", table, count=2)
+    events = events_of(settings, registry, "civil", table)
     assert [e["after"]["id"] for e in events] == [11]
 
 
@@ -163,11 +163,9 @@ def test_a_row_that_cannot_be_keyed_is_quarantined_and_the_stream_goes_on(
         civil.execute(q("INSERT INTO {t} (id) VALUES (21)", table))
         wait_caught_up(civil, table)
 
-    assert [e["after"]["id"] for e in events_of(settings, registry, "civil", table, 1)] == [21]
+    assert [e["after"]["id"] for e in events_of(settings, registry, "civil", table)] == [21]
     quarantined = [
-        r.value
-        for r in read_topic(settings, registry, QUARANTINE_TOPIC, until=10**6)
-        if keyless in r.value["payload"]
+        r for r in read_topic(settings, registry, QUARANTINE_TOPIC) if keyless in r["payload"]
     ]
     assert len(quarantined) == 1
     assert quarantined[0]["reason"] == "capture.malformed_change"
@@ -199,7 +197,7 @@ def test_each_store_is_captured_into_its_own_topics(
             conn.execute(q("DROP TABLE {t}", unique_name))
             drop_slot(conn, unique_name)
 
-    events = events_of(settings, registry, store, unique_name, count=2)
+    events = events_of(settings, registry, store, unique_name)
     assert [(e["op"], e["after"]["current_residence"]) for e in events] == [
         ("c", "Phường Ba Đình"),
         ("u", "Phường Hoàn Kiếm"),

@@ -71,9 +71,9 @@ def test_remap_rederives_places_keeps_the_record_and_quarantines_unknown_codes(
     assert remapped["current"]["province_code"] == "01"
     assert rows["001090000002"]["quality"] == "resolved"  # a steward's choice stands
     unknown = [
-        r.value
-        for r in read_topic(settings, registry, QUARANTINE_TOPIC, until=10**6)
-        if r.value["reason"] == "place.unknown_code" and r.value["table"] == f"public.{person}"
+        r
+        for r in read_topic(settings, registry, QUARANTINE_TOPIC)
+        if r["reason"] == "place.unknown_code" and r["table"] == f"public.{person}"
     ]
     assert [r["detail"] for r in unknown] == ["unknown pre-2025 place code 99999"]
     again = subprocess.run(
