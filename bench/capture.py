@@ -22,12 +22,14 @@ from pathlib import Path
 from psycopg import sql
 
 from bench.report import summary, write
-from civsync.config import load_settings
+from civsync.config import CivsyncSettings, load_settings
 from civsync.services import LocalServices
+from connectors.capture.publisher import topic_for
 from connectors.capture.slot import ReplicationSlot
 from connectors.capture.stream import prepare
+from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import Connection, connect
-from connectors.settings import StoreSettings
+from connectors.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DDL = (
@@ -98,16 +100,18 @@ def _until(predicate: object, timeout_s: float = 1800.0) -> None:
         time.sleep(0.05)
 
 
-def _cleanup(conn: Connection, table: str) -> None:
+def _cleanup(conn: Connection, table: str, kafka: KafkaSettings) -> None:
+    """Drop the run's slot, table and topic: leftover topics load the broker of later runs."""
+    TopicAdmin(kafka).delete([topic_for("civil", "public", table)])
     conn.execute("SELECT pg_drop_replication_slot(%s)", (table,))
     conn.execute("DELETE FROM _civsync.capture_state WHERE slot_name = %s", (table,))
     conn.execute("DELETE FROM _civsync.snapshot_jobs WHERE slot_name = %s", (table,))
     conn.execute(_q("DROP TABLE {t}", table))
 
 
-def streaming_run(store: StoreSettings, events: int) -> tuple[float, float]:
+def streaming_run(settings: CivsyncSettings, events: int) -> tuple[float, float]:
     """(events/s, peak RSS MB) for a backlog of ``events`` inserts."""
-    with connect(store, autocommit=True) as conn:
+    with connect(settings.civil, autocommit=True) as conn:
         table = _new_table(conn, "stream")
         prepare(conn, ReplicationSlot(table, (f"public.{table}",)))
         # The table was empty when the slot was made: its initial snapshot has nothing to
@@ -128,13 +132,13 @@ def streaming_run(store: StoreSettings, events: int) -> tuple[float, float]:
         _until(confirmed)
         elapsed = time.monotonic() - started
         rss = _stop(process)
-        _cleanup(conn, table)
+        _cleanup(conn, table, settings.kafka)
     return events / elapsed, rss
 
 
-def snapshot_run(store: StoreSettings, rows: int) -> tuple[float, float]:
+def snapshot_run(settings: CivsyncSettings, rows: int) -> tuple[float, float]:
     """(rows/s, peak RSS MB) for the initial snapshot of a ``rows``-row table."""
-    with connect(store, autocommit=True) as conn:
+    with connect(settings.civil, autocommit=True) as conn:
         table = _new_table(conn, "snap")
         _fill(conn, table, rows, txn_rows=100_000)
         started = time.monotonic()
@@ -150,7 +154,7 @@ def snapshot_run(store: StoreSettings, rows: int) -> tuple[float, float]:
         _until(done)
         elapsed = time.monotonic() - started
         rss = _stop(process)
-        _cleanup(conn, table)
+        _cleanup(conn, table, settings.kafka)
     return rows / elapsed, rss
 
 
@@ -167,11 +171,11 @@ def main() -> None:
     LocalServices(ROOT / ".run", settings).up()
     stream, snap, rss = [], [], []
     for run in range(1, args.runs + 1):
-        rate, peak = streaming_run(settings.civil, args.events)
+        rate, peak = streaming_run(settings, args.events)
         stream.append(rate)
         rss.append(peak)
         print(f"run {run}: streaming {rate:,.0f} events/s (peak RSS {peak:.0f} MB)", flush=True)
-        rate, peak = snapshot_run(settings.civil, args.rows)
+        rate, peak = snapshot_run(settings, args.rows)
         snap.append(rate)
         rss.append(peak)
         print(f"run {run}: snapshot {rate:,.0f} rows/s (peak RSS {peak:.0f} MB)", flush=True)

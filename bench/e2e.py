@@ -34,6 +34,7 @@ from psycopg import sql
 from bench.report import summary, write
 from civsync.config import CivsyncSettings, load_settings
 from civsync.services import LocalServices
+from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import Connection, connect
 from tests.integration.merge_support import Pipeline, pipeline, wait_for
 
@@ -218,6 +219,8 @@ def one_run(
                 "max": max(latencies),
                 "changes": offered,
             }
+    admin = TopicAdmin(settings.kafka)  # leftover topics would load the broker of later runs
+    admin.delete([topic for topic in admin.names() if topic.startswith(f"{name}.")])
     return result
 
 
