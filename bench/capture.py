@@ -100,13 +100,17 @@ def _until(predicate: object, timeout_s: float = 1800.0) -> None:
         time.sleep(0.05)
 
 
-def _cleanup(conn: Connection, table: str, kafka: KafkaSettings) -> None:
-    """Drop the run's slot, table and topic: leftover topics load the broker of later runs."""
-    TopicAdmin(kafka).delete([topic_for("civil", "public", table)])
+def _cleanup(conn: Connection, table: str) -> None:
+    """Drop the run's slot and table (bench.debezium reads the topic on, so it stays)."""
     conn.execute("SELECT pg_drop_replication_slot(%s)", (table,))
     conn.execute("DELETE FROM _civsync.capture_state WHERE slot_name = %s", (table,))
     conn.execute("DELETE FROM _civsync.snapshot_jobs WHERE slot_name = %s", (table,))
     conn.execute(_q("DROP TABLE {t}", table))
+
+
+def _drop_topic(kafka: KafkaSettings, table: str) -> None:
+    """Leftover topics would load the broker of later runs."""
+    TopicAdmin(kafka).delete([topic_for("civil", "public", table)])
 
 
 def streaming_run(settings: CivsyncSettings, events: int) -> tuple[float, float]:
@@ -132,7 +136,8 @@ def streaming_run(settings: CivsyncSettings, events: int) -> tuple[float, float]
         _until(confirmed)
         elapsed = time.monotonic() - started
         rss = _stop(process)
-        _cleanup(conn, table, settings.kafka)
+        _cleanup(conn, table)
+        _drop_topic(settings.kafka, table)
     return events / elapsed, rss
 
 
@@ -154,7 +159,8 @@ def snapshot_run(settings: CivsyncSettings, rows: int) -> tuple[float, float]:
         _until(done)
         elapsed = time.monotonic() - started
         rss = _stop(process)
-        _cleanup(conn, table, settings.kafka)
+        _cleanup(conn, table)
+        _drop_topic(settings.kafka, table)
     return rows / elapsed, rss
 
 
