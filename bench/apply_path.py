@@ -23,7 +23,7 @@ import argparse
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -32,8 +32,9 @@ from bench.debezium import PERSON_FIELDS
 from bench.report import summary, write
 from connectors.merge.records import edit_to_avro, person_to_avro, state_to_json
 from connectors.merge.settings import MergeSettings
-from engine.mapping import PersonMapper, TableMapping
+from engine.mapping import PersonEdit, PersonMapper, TableMapping
 from engine.person import MergedPerson, merge
+from engine.policy import FieldPolicy
 from schemas import load
 
 STEPS = ("decode", "map", "edit", "merge", "state", "person", "sink decode")
@@ -50,6 +51,14 @@ def _encode(schema: Any, record: Any) -> bytes:
 
 def _decode(schema: Any, payload: bytes) -> Any:
     return schemaless_reader(io.BytesIO(payload), schema, None)
+
+
+def _edit_record(edit: PersonEdit) -> bytes:
+    return _encode(_EDIT, edit_to_avro(edit))
+
+
+def _person_record(person: MergedPerson, policies: Mapping[str, FieldPolicy]) -> bytes:
+    return _encode(_PERSON, person_to_avro(person, policies))
 
 
 def change_events(people: int) -> list[bytes]:
@@ -102,23 +111,21 @@ def one_run(payloads: list[bytes]) -> dict[str, float]:
     spent = dict.fromkeys(STEPS, 0.0)
     clock = time.perf_counter
 
-    def timed(step: str, work: Callable[[], Any]) -> Any:
+    def timed(step: str, work: Callable[..., Any], *args: Any) -> Any:
         started = clock()
-        result = work()
+        result = work(*args)
         spent[step] += clock() - started
         return result
 
     for payload in payloads:
-        event = timed("decode", lambda p=payload: _decode(_CHANGE, p))
-        for edit in timed("map", lambda e=event: mapper.edits_of(e)):
-            timed("edit", lambda e=edit: _encode(_EDIT, edit_to_avro(e)))
+        event = timed("decode", _decode, _CHANGE, payload)
+        for edit in timed("map", mapper.edits_of, event):
+            timed("edit", _edit_record, edit)
             person = people.get(edit.person) or MergedPerson.new(edit.person)
-            person = people[edit.person] = timed(
-                "merge", lambda p=person, e=edit: merge(p, e, policies).person
-            )
-            timed("state", lambda p=person: state_to_json(p))
-            record = timed("person", lambda p=person: _encode(_PERSON, person_to_avro(p, policies)))
-            timed("sink decode", lambda r=record: _decode(_PERSON, r))
+            person = people[edit.person] = timed("merge", merge, person, edit, policies).person
+            timed("state", state_to_json, person)
+            record = timed("person", _person_record, person, policies)
+            timed("sink decode", _decode, _PERSON, record)
     return {step: 1e6 * seconds / len(payloads) for step, seconds in spent.items()}
 
 

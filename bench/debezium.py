@@ -94,6 +94,10 @@ UPDATE = (
 )
 
 
+# A tool's figures: rates and sizes, and CPU µs per record by component (a dict).
+Figures = dict[str, Any]
+
+
 def q(statement: str, table: str) -> sql.Composed:
     return sql.SQL(statement).format(t=sql.Identifier(table))
 
@@ -173,13 +177,15 @@ class Rig:
                 for (slot,) in conn.execute(
                     "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (DB,)
                 ).fetchall():
-                    _drop_slot(conn, slot)
+                    _drop_slot(conn, str(slot))
                 for (publication,) in conn.execute("SELECT pubname FROM pg_publication").fetchall():
-                    conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(publication)))
+                    conn.execute(
+                        sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(str(publication)))
+                    )
                 for (table,) in conn.execute(
                     "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
                 ).fetchall():
-                    conn.execute(q("DROP TABLE {t}", table))
+                    conn.execute(q("DROP TABLE {t}", str(table)))
                 conn.execute("DROP SCHEMA IF EXISTS _civsync CASCADE")
         self.admin.delete(sorted(t for t in self.admin.names() if t.startswith(self.prefix)))
         url = str(self.settings.registry.url).rstrip("/")
@@ -201,7 +207,7 @@ def _civsync(table: str) -> Iterator[subprocess.Popen[bytes]]:
             process.wait(timeout=60)
 
 
-def civsync_capture(rig: Rig, rows: int, updates: int) -> tuple[dict[str, float], str, str]:
+def civsync_capture(rig: Rig, rows: int, updates: int) -> tuple[Figures, str, str]:
     """civsync's snapshot rows/s and streaming events/s on a fresh ``rows``-row table, the
     topic prefix of this run (its own, so each run's merger starts from empty topics) and the
     captured table's name (the table itself is dropped; its topic stays)."""
@@ -237,8 +243,13 @@ def civsync_capture(rig: Rig, rows: int, updates: int) -> tuple[dict[str, float]
             peak = capture._stop(process)
         size = rig.record_bytes(topic)
         capture._cleanup(conn, table)
-    figures = {"snapshot": snapshot, "streaming": streaming, "peak_rss_mb": peak, "bytes": size}
-    figures["streaming_cpu_us"] = streaming_cpu
+    figures = {
+        "snapshot": snapshot,
+        "streaming": streaming,
+        "streaming_cpu_us": streaming_cpu,
+        "peak_rss_mb": peak,
+        "bytes": size,
+    }
     return figures, prefix, table
 
 
@@ -264,9 +275,7 @@ def _merge_config(path: Path, prefix: str, source: str, target: str) -> Path:
     return path
 
 
-def civsync_apply(
-    rig: Rig, prefix: str, source: str, *, rows: int, updated: int
-) -> dict[str, float]:
+def civsync_apply(rig: Rig, prefix: str, source: str, *, rows: int, updated: int) -> Figures:
     """civsync's merger and population sink applying the topic civsync_capture wrote under
     ``prefix`` (``rows`` people, the first ``updated`` renamed once) to a pre-created table:
     records/s from the processes' start until the table holds every row at its last version
@@ -301,7 +310,7 @@ def civsync_apply(
                 (renamed,),
             ).fetchone()
             if row and row[0] and not first:
-                first.append((time.monotonic(), row[0]))
+                first.append((time.monotonic(), int(str(row[0]))))
             return row == (rows, updated)
 
         try:
@@ -367,7 +376,7 @@ def _drop_slot(conn: Connection, slot: str) -> None:
     conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(slot)))
 
 
-def debezium_capture(rig: Rig, rows: int, updates: int) -> tuple[dict[str, float], str]:
+def debezium_capture(rig: Rig, rows: int, updates: int) -> tuple[Figures, str]:
     """Debezium's snapshot rows/s and streaming events/s on a fresh ``rows``-row table, and
     the change topic it wrote (N snapshot records, then ``updates`` updates)."""
     with connect(rig.source, autocommit=True) as conn:
@@ -393,8 +402,12 @@ def debezium_capture(rig: Rig, rows: int, updates: int) -> tuple[dict[str, float
         rig.worker.delete(name)
         _drop_slot(conn, table)
         conn.execute(q("DROP TABLE {t}", table))
-    result = {"snapshot": snapshot, "streaming": streaming, "bytes": rig.record_bytes(topic)}
-    result["streaming_cpu_us"] = streaming_cpu
+    result = {
+        "snapshot": snapshot,
+        "streaming": streaming,
+        "streaming_cpu_us": streaming_cpu,
+        "bytes": rig.record_bytes(topic),
+    }
     if extra:
         raise RuntimeError(f"Debezium wrote {extra} records more than expected (re-snapshot?)")
     return result, topic
@@ -408,7 +421,7 @@ def debezium_apply(
     *,
     rows: int,
     updated: int,
-) -> dict[str, float]:
+) -> Figures:
     """Debezium's JDBC sink applying ``topic`` (``rows`` people, the first ``updated`` of them
     changed once) to a pre-created table in ``target``: records/s from the connector's creation
     until the table holds every row at its last version (``apply``), and from the first row
@@ -442,7 +455,7 @@ def debezium_apply(
                 q("SELECT count(*), count(*) FILTER (WHERE version = 1) FROM {t}", table)
             ).fetchone()
             if row and row[0] and not first:
-                first.append((time.monotonic(), row[0]))
+                first.append((time.monotonic(), int(str(row[0]))))
             return row == (rows, updated)
 
         _until(applied, "Debezium JDBC sink")

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from psycopg import sql
 
@@ -134,7 +134,7 @@ def _writes(
         ),
         (f"{tag}-%", by_civsync),
     )
-    return {str(value): at for value, at in rows}
+    return {str(value): cast(datetime, at) for value, at in rows}
 
 
 def _directions(run: Pipeline) -> Iterator[tuple[Connection, str, Connection, str, str]]:
@@ -180,9 +180,11 @@ def _settled(run: Pipeline, tag: str, expected: int, timeout_s: float) -> tuple[
         latencies, missing, span = _arrivals(run, tag)
         return (latencies, span) if missing == 0 and len(latencies) == expected else None
 
-    return wait_for(
+    found = wait_for(
         arrived, f"all {expected} changes tagged {tag} arrive", timeout_s=timeout_s, every=1.0
     )
+    assert found is not None  # noqa: S101 - wait_for returns only a truthy result
+    return found
 
 
 def _percentile(values: list[float], q_: float) -> float:

@@ -100,8 +100,8 @@ def one_run(people: int) -> tuple[float, float, int]:
             with (Path(tmp) / "mismatches.csv").open(encoding="utf-8") as mismatches:
                 found = sum(1 for _ in mismatches) - 1
     finally:
-        for store in stores.values():
-            with connect(store, autocommit=True) as conn:
+        for server in stores.values():
+            with connect(server, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
     rows = 2 * people - people // 1000  # population lacks one person in a thousand
     return rows / seconds, peak_kb / 1024, found

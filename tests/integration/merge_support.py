@@ -132,7 +132,7 @@ class Pipeline:
         cursor = conn.execute(
             sql.SQL("SELECT pin, {} FROM {}").format(columns, sql.Identifier(table))
         )
-        return {row[0]: dict(zip(SHARED, row[1:], strict=True)) for row in cursor}
+        return {str(row[0]): dict(zip(SHARED, row[1:], strict=True)) for row in cursor}
 
     def disagreements(self) -> dict[str, tuple[Any, Any]]:
         civil, population = self.rows("civil"), self.rows("population")
