@@ -30,7 +30,7 @@ bench: setup services-up          ## the full benchmarks (minutes; on demand, ne
 bench-compare: setup services-up  ## civsync against Debezium and the ceilings, one run (about 25 min)
 	$(BIN)/python -m bench.sidebyside --runs 3
 
-test-unit: venv                   ## the fast room only: no services
+test-unit: venv                   ## the unit tests only: no services
 	$(BIN)/pytest tests/unit
 
 lint: venv

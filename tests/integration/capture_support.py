@@ -135,6 +135,12 @@ def snapshot_jobs(conn: Connection, slot: str) -> list[tuple[str, int, str]]:
     return [(str(t), int(str(n)), str(s)) for t, n, s in rows]
 
 
+def versions(conn: Connection, table: str) -> dict[int, int]:
+    """What ``table`` (id, version) holds now: each row's version by id."""
+    rows = conn.execute(q("SELECT id, version FROM {t}", table))
+    return {int(str(row_id)): int(str(version)) for row_id, version in rows}
+
+
 def drop_slot(conn: Connection, slot: str) -> None:
     conn.execute(
         "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",

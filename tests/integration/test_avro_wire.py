@@ -23,7 +23,7 @@ SCHEMAS = Path(__file__).parent / "schemas"
 VALUE_SCHEMA = (SCHEMAS / "citizen_probe.avsc").read_text()
 KEY_SCHEMA = (SCHEMAS / "citizen_probe_key.avsc").read_text()
 
-CITIZENS = [
+CITIZENS: list[dict[str, Any]] = [
     {
         "pin": "001099012345",
         "full_name": "Nguyễn Thị Hương",

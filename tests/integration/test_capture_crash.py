@@ -25,6 +25,7 @@ from tests.integration.capture_support import (
     drop_slot,
     q,
     read_topic,
+    versions,
     wait_caught_up,
 )
 
@@ -153,7 +154,7 @@ def test_kill_9_during_a_snapshot_reads_every_row_and_nothing_stale_lands_last(
             finally:
                 final.send_signal(signal.SIGTERM)
                 assert final.wait(timeout=60) == 0
-            expected = dict(conn.execute(q("SELECT id, version FROM {t}", table)).fetchall())
+            expected = versions(conn, table)
         finally:
             conn.execute(q("DROP TABLE {t}", table))
             drop_slot(conn, table)

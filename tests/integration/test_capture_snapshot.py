@@ -19,6 +19,7 @@ from tests.integration.capture_support import (
     q,
     read_topic,
     running_capture,
+    versions,
     wait_caught_up,
 )
 
@@ -107,7 +108,7 @@ def test_a_snapshot_racing_updates_never_leaves_a_stale_value_last(
         wait_caught_up(civil, table)
     assert snapshot.progress(civil, ids)[0][3] == "done"
 
-    final = dict(civil.execute(q("SELECT id, version FROM {t}", table)).fetchall())
+    final = versions(civil, table)
     last: dict[int, int] = {}
     reads_after_updates = 0
     for value in read_topic(settings, registry, topic_for("civil", "public", table)):

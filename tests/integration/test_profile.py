@@ -35,7 +35,7 @@ ANH, BINH, CHI, DUNG, EM = (
     "001195000105",
 )
 EM_REISSUED = "001095000905"  # after a sex re-determination
-SPLIT = {"text": "xã Tân Lập", "code": "25846", "code_list": "pre-2025"}
+SPLIT: dict[str, Any] = {"text": "xã Tân Lập", "code": "25846", "code_list": "pre-2025"}
 SPLIT |= {"quality": "split-default", "current": {"province_code": "37", "ward_code": "x"}}
 ACT = {"book": "01", "registered_on": "2025-08-01", "commune_code": "00001"}
 ACT |= {"commune_code_list": "pre-2025"}
@@ -75,9 +75,9 @@ class Profile:
         decoder = AvroDecoder(self.registry)
         topic = MergeTopics(self.prefix).person.name
         return [
-            decoder.decode(m.value(), topic)
+            decoder.decode(value, topic)
             for m in read_to_end(self.settings.kafka, topic)
-            if m.key() and m.key().endswith(person.encode()) and m.value()  # type: ignore[union-attr]
+            if (key := m.key()) and key.endswith(person.encode()) and (value := m.value())
         ]
 
 
@@ -123,7 +123,7 @@ def _applied(conn: Connection) -> int:
     if conn.execute("SELECT to_regclass('_civsync.applied')").fetchone() == (None,):
         return 0  # the sink has not started
     row = conn.execute("SELECT count(*) FROM _civsync.applied").fetchone()
-    return 0 if row is None else int(row[0])
+    return 0 if row is None else int(str(row[0]))
 
 
 def _seed(run: Profile) -> None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from civsync.config import CivsyncSettings
 from connectors.postgres import Connection
@@ -63,7 +64,10 @@ def test_remap_rederives_places_keeps_the_record_and_quarantines_unknown_codes(
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "merged: 1" in run.stderr + run.stdout
-    rows = dict(civil.execute(q("SELECT pin, place_of_birth FROM {t}", person)).fetchall())
+    rows: dict[str, Any] = {
+        str(pin): place
+        for pin, place in civil.execute(q("SELECT pin, place_of_birth FROM {t}", person))
+    }
     remapped = rows["001090000001"]
     assert remapped["text"] == "as written in the book"  # recorded: untouched
     assert (remapped["code"], remapped["code_list"]) == ("00001", "pre-2025")

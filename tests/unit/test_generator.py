@@ -88,6 +88,7 @@ def test_mismatches_differ_on_the_field_they_name(people: list[GeneratedPerson])
     mismatched = [p for p in people if p.mismatch]
     assert 0.07 < len(mismatched) / PEOPLE < 0.13
     for person in mismatched:
+        assert person.mismatch is not None
         assert person.civil[person.mismatch] != person.population[person.mismatch]
     assert set(Counter(p.mismatch for p in mismatched)) == {
         "full_name",

@@ -3,6 +3,7 @@ identity table of the two stores becomes person edits and identity links."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -17,11 +18,11 @@ PIN_A, PIN_B = "001090000001", "001190000002"
 
 def _edits(
     table: str,
-    after: dict[str, Value],
+    after: Mapping[str, object],
     *,
     op: str = "c",
-    before: dict[str, Value] | None = None,
-    previous_key: dict[str, Value] | None = None,
+    before: Mapping[str, object] | None = None,
+    previous_key: Mapping[str, object] | None = None,
 ) -> list[PersonEdit]:
     store = "population" if table in {"citizen", "pin_history", "birth_notification"} else "civil"
     event: dict[str, Any] = {

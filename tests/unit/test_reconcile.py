@@ -5,17 +5,17 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.reconcile import MISSING, Mismatch, compare
+from engine.reconcile import MISSING, Mismatch, Row, compare
 
 FIELDS = ["full_name", "sex"]
 
 
 def test_differences_missing_people_and_agreement() -> None:
-    civil = [
+    civil: list[Row] = [
         ("001", {"full_name": "An", "sex": "male"}),
         ("002", {"full_name": "Bình", "sex": None}),
     ]
-    population = [
+    population: list[Row] = [
         ("002", {"full_name": "Binh", "sex": None}),
         ("003", {"full_name": "Chi", "sex": "female"}),
     ]
