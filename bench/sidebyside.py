@@ -67,6 +67,8 @@ AGAINST = (
     ("apply", "pg_upsert_update"),
 )
 TOOL_FIGURES = {"snapshot": "capture snapshot", "streaming": "capture streaming", "apply": "apply"}
+TOOL_RATES = ("snapshot", "streaming", "apply", "apply_steady", "bytes")  # medians over runs
+TOOL_CPU = ("streaming_cpu_us", "apply_cpu_us")  # µs per record by component, medians
 
 
 def ceiling_run(rig: debezium.Rig, rows: int, records: int, size: int) -> dict[str, float]:
@@ -338,16 +340,10 @@ def main() -> None:
             "load_after": os.getloadavg(),
         },
         "versions": {"debezium": DEBEZIUM_VERSION, "kafka_connect": CONNECT_VERSION},
-        "civsync": {
-            k: figure("civsync", k)
-            for k in ("snapshot", "streaming", "apply", "apply_steady", "bytes")
-        }
-        | {k: cpu("civsync", k) for k in ("streaming_cpu_us", "apply_cpu_us")},
-        "debezium": {
-            k: figure("debezium", k)
-            for k in ("snapshot", "streaming", "apply", "apply_steady", "bytes")
-        }
-        | {k: cpu("debezium", k) for k in ("streaming_cpu_us", "apply_cpu_us")},
+        **{
+            tool: {k: figure(tool, k) for k in TOOL_RATES} | {k: cpu(tool, k) for k in TOOL_CPU}
+            for tool in ("civsync", "debezium")
+        },
         "ceilings": {k: figure("ceilings", k) for k in CEILINGS},
         "latency": {
             rate: {
