@@ -17,9 +17,11 @@ from civsync.config import CivsyncSettings, load_settings
 from connectors.merge import metrics
 from connectors.merge.merger import Merger, MergerConfig
 from connectors.merge.records import MergeTopics
-from connectors.merge.sink import StoreSink
+from connectors.merge.sink import StoreSink, sink_tables, waiting_people
 from connectors.merge.steward import ConflictHistory, UnknownConflictError, history, resolve
+from connectors.postgres import connect
 from connectors.registry import SchemaRegistry
+from engine.errors import CivsyncError
 from engine.events import Value
 
 merge_app = typer.Typer(help="The merger: source events to merged people.", no_args_is_help=True)
@@ -76,6 +78,38 @@ def sink_run(
         metrics.serve(metrics_port, f"sink-{store}")
     with SchemaRegistry(settings.registry) as registry:
         StoreSink(store, stores[store], settings.merge, settings.kafka, registry).run(stop)
+
+
+@sink_app.command("waiting")
+def sink_waiting(
+    store: Annotated[str, typer.Argument(help="civil or population")],
+    config: ConfigOption = None,
+) -> None:
+    """People STORE's sink has not inserted yet: their table requires a column the merged
+    person has no value for. Each is inserted by the version that completes it."""
+    settings = load_settings(config)
+    stores = settings.stores()
+    if store not in stores:
+        raise typer.BadParameter(f"unknown store {store!r}; expected one of {sorted(stores)}")
+    try:
+        with connect(stores[store], autocommit=True) as conn:
+            people = waiting_people(conn, sink_tables(settings.merge, store))
+    except CivsyncError as exc:
+        console.print(f"[red]{store}:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    table = Table("table", "person", "version", "missing", "since")
+    for person in people:
+        table.add_row(
+            person.table,
+            person.person,
+            str(person.version),
+            ", ".join(person.missing),
+            f"{person.since:%Y-%m-%d %H:%M:%S %Z}",
+        )
+    console.print(table)
+    by_column = Counter((person.table, column) for person in people for column in person.missing)
+    summary = ", ".join(f"{t}.{c}: {n}" for (t, c), n in sorted(by_column.items()))
+    console.print(f"{len(people)} waiting person(s){' — missing ' + summary if summary else ''}")
 
 
 def _history(settings: CivsyncSettings) -> dict[str, ConflictHistory]:

@@ -15,8 +15,10 @@ person's PIN, the columns holding shared fields, and what else a row of that tab
 
 A table can have several mappings (a marriage describes both spouses). ``PersonMapper`` turns
 a decoded change event (the Avro record of ``schemas/change_event.avsc``) into
-``PersonEdit``s: only the fields the change set, so an update of one column never restates
-the others with a newer clock.
+``PersonEdit``s: only the fields the change set are edits, so an update of one column never
+restates the others with a newer clock. The other columns of an update's full row image are
+*learned*: the store's current values, ranked below every real edit (``engine.merge``), so a
+person whose snapshot row was superseded by that update is still known in full.
 """
 
 from __future__ import annotations
@@ -104,12 +106,26 @@ class PersonEdit:
     link_to: str | None = None
     former_keys: tuple[str, ...] = ()
     person_row: bool = False  # from the store's row of the person itself, not an act about them
+    learned: Mapping[str, Value] = field(default_factory=dict)  # unchanged columns of the row
 
     def field_edits(self) -> list[FieldEdit]:
-        return [
-            FieldEdit(name, value, self.origin, self.hlc, self.event_id)
+        """The edits of ``fields``, then the learned values of the fields it does not set."""
+        origin, hlc, event_id = self.origin, self.hlc, self.event_id
+        edits = [
+            FieldEdit(name, value, origin, hlc, event_id)
             for name, value in sorted(self.fields.items())
         ]
+        edits += [
+            FieldEdit(name, value, origin, hlc, event_id, learned=True)
+            for name, value in sorted(self.learned.items())
+            if name not in self.fields
+        ]
+        return edits
+
+    @property
+    def touched(self) -> list[str]:
+        """Every field the edit says something about, set or learned, sorted."""
+        return sorted({*self.fields, *self.learned})
 
 
 class UnusableChange(Exception):  # noqa: N818 - a finding about input, not a program error
@@ -166,7 +182,11 @@ def _edits(
     hlc = event["hlc"]
 
     def edit(
-        key: str, fields: Mapping[str, Value], link_to: str | None = None, former: str | None = None
+        key: str,
+        fields: Mapping[str, Value],
+        link_to: str | None = None,
+        former: str | None = None,
+        learned: Mapping[str, Value] | None = None,
     ) -> PersonEdit:
         return PersonEdit(
             person=key,
@@ -177,6 +197,7 @@ def _edits(
             link_to=link_to,
             former_keys=() if former is None else (former,),
             person_row=mapping.apply,
+            learned=learned or {},
         )
 
     prior_key = _prior_key(mapping, event["op"], after, before, event.get("previous_key"))
@@ -190,7 +211,8 @@ def _edits(
     restates_nulls = event["op"] == "u" and before is None
     if prior_key is None or prior_key == person:
         fields = _fields(mapping, after, before, restates_nulls=restates_nulls)
-        return [edit(person, fields)] if fields else []
+        learned = _learned(mapping, after, fields) if before is not None else {}
+        return [edit(person, fields, learned=learned)] if fields or learned else []
     # The PIN became known, or changed: a link from the old key, and every field is news to
     # the new one, which learns its former key at once, so no sink takes it for a newcomer.
     fields = _fields(mapping, after, None, restates_nulls=restates_nulls)
@@ -216,6 +238,17 @@ def _prior_key(
     if op in {"c", "r"} and local is not None:
         return provisional_key(mapping.store, local)
     return None
+
+
+def _learned(
+    mapping: TableMapping, after: Mapping[str, Value], fields: Mapping[str, Value]
+) -> dict[str, Value]:
+    """The values an update's full row image shows in the columns it did not change."""
+    return {
+        name: value
+        for name, column in mapping.columns.items()
+        if name not in fields and (value := mapping.value(after, column)) is not None
+    }
 
 
 def _fields(

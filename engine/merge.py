@@ -1,10 +1,13 @@
 """Merging edits of a person's shared fields from both stores, with per-field provenance.
 
 Each field keeps the latest edit from each origin (civil, population, steward) and the
-earliest edit ever seen. That state is a join-semilattice: adding an edit is commutative,
-associative and idempotent, so every delivery order, duplicate and replay ends in the same
-state. The merged value, and whether a change is held for a steward, are pure functions of
-that state and the field's policy; see ``engine.policy`` for the rules.
+earliest edit ever seen. A *learned* value is not an edit: it is a column an update's full
+row image showed unchanged, so it ranks below every real edit and never counts as the
+earliest; it fills a field no edit has set, and never displaces one. That state is a
+join-semilattice: adding an edit is commutative, associative and idempotent, so every
+delivery order, duplicate and replay ends in the same state. The merged value, and whether
+a change is held for a steward, are pure functions of that state and the field's policy;
+see ``engine.policy`` for the rules.
 """
 
 from __future__ import annotations
@@ -26,17 +29,26 @@ class FieldEdit:
     origin: str
     hlc: Hlc
     event_id: str
+    learned: bool = False  # read from a full row image, not set by the change: see the module
 
-    # Total order of edits, the same in every process: clock, node, event id; origin and
-    # value last, so even two edits that wrongly share an event id are ordered. Computed once
-    # per edit, as a merge compares the same edits many times.
-    rank: tuple[int, int, str, str, str, str] = dataclasses.field(
+    # Total order of edits, the same in every process: learned values below real edits, then
+    # clock, node, event id; origin and value last, so even two edits that wrongly share an
+    # event id are ordered. Computed once per edit, as a merge compares the same edits many times.
+    rank: tuple[bool, int, int, str, str, str, str] = dataclasses.field(
         init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
         hlc = self.hlc
-        rank = (hlc.wall_ms, hlc.logical, hlc.node, self.event_id, self.origin, repr(self.value))
+        rank = (
+            not self.learned,
+            hlc.wall_ms,
+            hlc.logical,
+            hlc.node,
+            self.event_id,
+            self.origin,
+            repr(self.value),
+        )
         object.__setattr__(self, "rank", rank)
 
 
@@ -53,7 +65,7 @@ class FieldState:
         if current is None or edit.rank > current.rank:
             latest = {**self.latest, edit.origin: edit}
         earliest = self.earliest
-        if earliest is None or edit.rank < earliest.rank:
+        if not edit.learned and (earliest is None or edit.rank < earliest.rank):
             earliest = edit
         if latest is self.latest and earliest is self.earliest:
             return self  # nothing new: callers test identity, not deep equality
@@ -96,8 +108,11 @@ def decide(state: FieldState, policy: FieldPolicy) -> Outcome:
         return Outcome(newest.value, newest)
     if policy.rule is Rule.AUTHORITY:
         return _authority(state, policy.authority or CIVIL)
-    standing = state.latest.get(STEWARD) or state.earliest
-    assert standing is not None  # noqa: S101 - latest is not empty, so earliest is set
+    standing = (
+        state.latest.get(STEWARD)
+        or state.earliest
+        or min(state.latest.values(), key=lambda e: e.rank)  # only learned values so far
+    )
     return Outcome(standing.value, standing, _held(newest, standing))
 
 

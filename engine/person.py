@@ -63,7 +63,7 @@ def merge(
     person: MergedPerson, edit: PersonEdit, policies: Mapping[str, FieldPolicy]
 ) -> MergeResult:
     """``person`` after ``edit``; conflicts raised and closed; whether the view changed."""
-    touched = sorted(edit.fields)
+    touched = edit.touched
     view = person.view(policies)
     before = {name: view.get(name, _UNSET) for name in touched}
     state, records, changed_outcomes = person.state.apply_all(edit.field_edits(), policies)
@@ -148,7 +148,12 @@ def link(person: MergedPerson, edit: PersonEdit) -> LinkResult:
                 by_source.setdefault(source, {})[field_edit.field] = field_edit
     forwarded = [
         PersonEdit(
-            edit.link_to, origin, event_id, hlc, {n: e.value for n, e in sorted(edits.items())}
+            edit.link_to,
+            origin,
+            event_id,
+            hlc,
+            {n: e.value for n, e in sorted(edits.items()) if not e.learned},
+            learned={n: e.value for n, e in sorted(edits.items()) if e.learned},
         )
         for (origin, event_id, hlc), edits in sorted(by_source.items(), key=lambda i: i[0][2])
     ]

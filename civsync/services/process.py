@@ -17,6 +17,10 @@ from pathlib import Path
 
 from engine.errors import FatalError
 
+# Services started by this process. They run on in their own sessions after it exits; their
+# handles are kept so that none is garbage-collected while its service runs.
+_STARTED: list[subprocess.Popen[bytes]] = []
+
 
 class LauncherError(FatalError):
     """A local service could not be installed, started or stopped."""
@@ -53,6 +57,7 @@ class ManagedProcess:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{child.pid}\n")
+        _STARTED.append(child)  # outlives this call: a Popen dropped while running warns
         return child.pid
 
     def stop(self, timeout_s: float = 30.0) -> bool:

@@ -77,6 +77,7 @@ class ChangePublisher:
         replication_factor: int = 1,
         topic_prefix: str = "civsync",
     ) -> None:
+        self._kafka = kafka
         self._producer = AvroProducer(kafka, registry)
         self._admin = TopicAdmin(kafka)
         self._registry = registry
@@ -140,6 +141,13 @@ class ChangePublisher:
 
     def flush(self, timeout_s: float = 60.0) -> None:
         self._producer.flush(timeout_s)
+
+    def renew(self) -> None:
+        """A new producer, as a restarted process has: what the old one still queued is
+        dropped (capture reads it again from the slot's confirmed position), and a producer
+        that a broker restart left unusable is replaced."""
+        self._producer.discard_queued()
+        self._producer = AvroProducer(self._kafka, self._registry)
 
     def _topic(self, name: str) -> AvroTopic:
         topic = self._topics.get(name)

@@ -5,7 +5,8 @@ all acknowledged (acks=all, idempotent producer). A crash anywhere therefore red
 the last confirmed transaction, with the same event ids; nothing committed is lost.
 When a read returns less than a full batch, every transaction committed before the read's
 upper bound has been seen, so the slot is confirmed up to that bound even if nothing was
-published: an idle store never pins WAL.
+published: an idle store never pins WAL. A broker, registry or store away for a while
+ends the attempt, not the process: the next attempt starts as a restarted process would.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from connectors.capture.wal2json import (
     Wal2JsonDecoder,
 )
 from connectors.postgres import Connection, classify, connect
+from connectors.resilience import run_until_stopped
 from connectors.settings import StoreSettings
 from engine.events import ChangeEvent, format_lsn, parse_lsn
 
@@ -111,18 +113,32 @@ class CaptureStream:
     ) -> None:
         self._config, self._store, self._publisher = config, store, publisher
         self._slot = ReplicationSlot(config.slot, config.tables)
-        self._decoder = Wal2JsonDecoder(config.store, store.dbname)
-        self._snapshot = snapshot.IncrementalSnapshot(
-            config.store, store.dbname, config.slot, config.snapshot_chunk
-        )
+        self._fresh_state()
 
     def run(self, stop: threading.Event) -> None:
+        """Stream until ``stop``; a store, broker or registry away for a while is waited out
+        (``connectors.resilience``), each new attempt resuming from the slot's confirmed
+        position with the state a restarted process would have."""
+        run_until_stopped(f"capture-{self._config.store}", lambda: self._stream(stop), stop)
+
+    def _stream(self, stop: threading.Event) -> None:
+        self._publisher.renew()  # nothing queued, nothing half sent: as a restarted process
+        self._fresh_state()
         with connect(self._store, autocommit=True) as control, connect(self._store) as reader:
             origins = prepare(control, self._slot)
             _warn_without_full_identity(control, self._config.tables)
             while not stop.is_set():
                 if self.step(control, reader, origins) == 0:
                     stop.wait(self._config.idle_sleep_s)
+
+    def _fresh_state(self) -> None:
+        """What a newly started process holds: no open snapshot chunk, no transaction half
+        decoded (what was read is read again from the slot's confirmed position)."""
+        config = self._config
+        self._decoder = Wal2JsonDecoder(config.store, self._store.dbname)
+        self._snapshot = snapshot.IncrementalSnapshot(
+            config.store, self._store.dbname, config.slot, config.snapshot_chunk
+        )
 
     def step(self, control: Connection, reader: Connection, origins: tuple[int, ...]) -> int:
         """One read of the slot; the number of rows read."""

@@ -181,6 +181,13 @@ class AvroProducer:
                 f"{remaining} records still unacknowledged after {timeout_s}s"
             )
 
+    def discard_queued(self) -> None:
+        """Drop the records not yet sent to a broker, and every failure reported so far.
+        Records already sent may still be acknowledged: their producer sends them again."""
+        self._producer.purge(in_queue=True, in_flight=False)
+        self._producer.poll(0)  # serve the purged records' reports
+        self._failures.clear()
+
     def _encode(self, topic: AvroTopic, field: MessageField, record: Mapping[str, Any]) -> bytes:
         writer = self._writers.get((topic.name, field))
         if writer is None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError, KafkaException
+import structlog
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from engine.errors import CivsyncError, FatalError, RetriableError
+
+log = structlog.get_logger(__name__)
 
 
 class KafkaOperationError(CivsyncError):
@@ -20,13 +23,75 @@ class KafkaFatalError(KafkaOperationError, FatalError):
     """Kafka refused for a reason retrying cannot fix (authorisation, bad config, fenced)."""
 
 
+# librdkafka's own errors for a broker that is away for a while (restarting, unreachable,
+# slow): librdkafka does not flag them retriable, yet waiting is the only remedy.
+_BROKER_AWAY = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._RESOLVE,
+        KafkaError._WAIT_COORD,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NETWORK_EXCEPTION,
+    }
+)
+
+
+# A client that is fatal for one of these was replaced by another instance of its part (the
+# same transactional id): starting again would fence that one in turn.
+_FENCED = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+_REFUSED = frozenset(  # retrying cannot change the broker's answer to these
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+        KafkaError._INVALID_ARG,
+        KafkaError._UNSUPPORTED_FEATURE,
+    }
+)
+
+
 def translate(error: KafkaError | KafkaException, doing: str) -> KafkaOperationError:
     """The civsync error for a librdkafka error met while ``doing`` something."""
     kafka_error = error.args[0] if isinstance(error, KafkaException) else error
     if not isinstance(kafka_error, KafkaError):
         return KafkaFatalError(f"{doing}: {error}")
     message = f"{doing}: {kafka_error.name()} ({kafka_error.str()})"
-    passing = kafka_error.retriable() or kafka_error.txn_requires_abort()
+    passing = (
+        kafka_error.retriable()
+        or kafka_error.txn_requires_abort()
+        or kafka_error.code() in _BROKER_AWAY
+    )
     if passing and not kafka_error.fatal():
         return KafkaRetriableError(message)
+    broken = kafka_error.fatal() or kafka_error.code() == KafkaError._STATE
+    if broken and kafka_error.code() not in _FENCED | _REFUSED:
+        # fatal for this client only (a transaction or idempotence state lost across a
+        # broker restart): the part starts again with new clients, as a restart would
+        return KafkaRetriableError(f"{message}; the client must be created again")
     return KafkaFatalError(message)
+
+
+def skip_consumer_error(message: Message, consumer: str) -> bool:
+    """Whether ``message`` is an error event rather than a record. A consumer's errors are
+    reports (a broker went away, a partition's leader moved) that the client recovers from
+    by itself: logged and skipped. A fatal one raises."""
+    error = message.error()
+    if error is None:
+        return False
+    if error.fatal():
+        raise translate(error, f"{consumer} consuming")
+    log.warning("consumer error; the client recovers", consumer=consumer, error=error.str())
+    return True

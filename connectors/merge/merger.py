@@ -18,18 +18,23 @@ whenever partitions are assigned. See docs/merge.md.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from connectors.capture.publisher import topic_for
 from connectors.kafka.admin import TopicAdmin, TopicSpec
 from connectors.kafka.avro import AvroDecoder, DecodingError, TransactionalProducer
-from connectors.kafka.errors import KafkaRetriableError, translate
+from connectors.kafka.errors import (
+    KafkaOperationError,
+    KafkaRetriableError,
+    skip_consumer_error,
+)
 from connectors.kafka.reader import read_to_end
 from connectors.merge import metrics
 from connectors.merge.records import (
@@ -46,6 +51,7 @@ from connectors.merge.settings import KeyKind, MergeSettings
 from connectors.place_data import pre_2025_province_codes
 from connectors.quarantine import QUARANTINE, as_json, quarantine_record
 from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
+from connectors.resilience import run_until_stopped
 from connectors.settings import KafkaSettings
 from engine.mapping import PersonEdit, PersonMapper, UnusableChange, is_provisional
 from engine.merge import Conflict
@@ -114,7 +120,14 @@ class Merger:
                 self._registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
 
     def run(self, stop: threading.Event) -> None:
-        """Merge until ``stop`` is set; the open transaction commits first."""
+        """Merge until ``stop`` is set; the open transaction commits first. A broker or
+        registry away for a while is waited out (``connectors.resilience``): each new attempt
+        starts as a restarted process would, its open transaction aborted by the new
+        producer's fencing, its state restored from the changelog."""
+        run_until_stopped(f"merger-{self._config.instance}", lambda: self._merge_all(stop), stop)
+
+    def _merge_all(self, stop: threading.Event) -> None:
+        self._people.clear()
         self.prepare()
         settings = self._config.settings
         consumer = Consumer(
@@ -160,11 +173,10 @@ class Merger:
         try:
             offsets, unread = self._process(producer, messages)
             producer.commit(offsets, consumer.consumer_group_metadata())
-        except KafkaRetriableError as exc:
-            log.warning("transaction aborted; replaying it", error=str(exc))
-            producer.abort()
-            self._rewind(consumer)
-            return
+        except KafkaRetriableError:
+            with contextlib.suppress(KafkaOperationError):  # else the next producer aborts it
+                producer.abort()
+            raise  # the part starts again: new clients, offsets and state as committed
         for position in unread:  # the rest of the batch is read again, by the next transaction
             consumer.seek(position)
         metrics.TRANSACTIONS.inc()
@@ -185,9 +197,8 @@ class Merger:
                     (message.topic() or "", message.partition() or 0), message.offset() or 0
                 )
                 continue
-            error = message.error()
-            if error is not None:
-                raise translate(error, "consuming")
+            if skip_consumer_error(message, "merger"):
+                continue
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             assert topic is not None, "consumed messages have a topic"  # noqa: S101
             assert partition is not None and offset is not None, "and a position"  # noqa: S101, PT018
@@ -298,7 +309,7 @@ class Merger:
         edit: PersonEdit,
         dirty: dict[tuple[int, str], bool],
     ) -> None:
-        unknown = sorted(set(edit.fields) - set(self._policies))
+        unknown = sorted(set(edit.touched) - set(self._policies))
         if unknown:
             detail = f"fields without a policy: {unknown}"
             self._quarantine(producer, "merge.unknown_field", detail, as_json(edit_to_avro(edit)))
@@ -411,15 +422,6 @@ class Merger:
         for tp in partitions:
             if tp.topic == self._topics.edits.name:
                 self._people.pop(tp.partition, None)
-
-    def _rewind(self, consumer: Consumer) -> None:
-        """After an abort: back to the committed offsets and the changelog's state."""
-        assignment = consumer.assignment()
-        for tp in consumer.committed(assignment, timeout=30):
-            consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, OFFSET_BEGINNING)))
-        self._restore(
-            sorted(tp.partition for tp in assignment if tp.topic == self._topics.edits.name)
-        )
 
     def _restore(self, partitions: list[int]) -> None:
         """Load the people of ``partitions`` from the state changelog, to its end."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from connectors.capture.metrics import record_step, serve
 
@@ -18,6 +18,11 @@ APPLIED = Counter("civsync_sink_rows", "Rows written to a store by the sink", ["
 STALE = Counter(
     "civsync_sink_stale", "Person records not applied: the store has a newer version", ["store"]
 )
+WAITING = Gauge(
+    "civsync_sink_waiting_people",
+    "People not inserted yet: a column their table requires has no merged value",
+    ["store"],
+)
 
 __all__ = [
     "APPLIED",
@@ -28,6 +33,7 @@ __all__ = [
     "QUARANTINED",
     "STALE",
     "TRANSACTIONS",
+    "WAITING",
     "record_step",
     "serve",
 ]

@@ -93,6 +93,7 @@ def edit_to_avro(edit: PersonEdit) -> dict[str, Any]:
         "link_to": edit.link_to,
         "former_keys": list(edit.former_keys),
         "person_row": edit.person_row,
+        "learned": dict(edit.learned),
     }
 
 
@@ -108,6 +109,7 @@ def edit_from_avro(record: Mapping[str, Any]) -> PersonEdit:
         link_to=record.get("link_to"),
         former_keys=tuple(record.get("former_keys", ())),
         person_row=record.get("person_row", False),
+        learned=record.get("learned") or {},
     )
 
 
@@ -117,6 +119,7 @@ def field_edit_to_avro(edit: FieldEdit) -> dict[str, Any]:
         "origin": edit.origin,
         "event_id": edit.event_id,
         "hlc": _hlc_record(edit.hlc),
+        "learned": edit.learned,
     }
 
 
@@ -163,12 +166,13 @@ def conflict_to_avro(conflict: Conflict) -> dict[str, Any]:
 
 def _field_edit_json(edit: FieldEdit) -> list[Any]:
     hlc = edit.hlc
-    return [edit.field, edit.value, edit.origin, hlc.wall_ms, hlc.logical, hlc.node, edit.event_id]
+    data = [edit.field, edit.value, edit.origin, hlc.wall_ms, hlc.logical, hlc.node, edit.event_id]
+    return [*data, True] if edit.learned else data  # older states, without the flag, still load
 
 
 def _field_edit(data: list[Any]) -> FieldEdit:
-    name, value, origin, wall, logical, node, event_id = data
-    return FieldEdit(name, value, origin, Hlc(wall, logical, node), event_id)
+    name, value, origin, wall, logical, node, event_id, *learned = data
+    return FieldEdit(name, value, origin, Hlc(wall, logical, node), event_id, bool(learned))
 
 
 def _conflict_json(conflict: Conflict) -> dict[str, Any]:

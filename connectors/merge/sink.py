@@ -19,31 +19,38 @@ publishes these writes back (no ping-pong). Kafka offsets are committed after th
 commits: a crash in between replays the batch, and step 2 makes the replay a no-op.
 A batch the store rejects is split in halves until the people it rejects are alone; each of
 them goes to ``civsync.quarantine`` (stage ``apply``) and the stream goes on.
+
+A row is never inserted without a column its table requires (NOT NULL, no default): that
+person waits in ``_civsync.waiting`` (table, person, version, the missing columns, since
+when), counted by a gauge, until a newer merged version has them; a wait is not a rejection.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
 import structlog
 from confluent_kafka import Consumer, KafkaException, Message
 from psycopg import sql
+from psycopg.rows import class_row, scalar_row
 
 from connectors.capture.slot import APPLY_ORIGINS
 from connectors.kafka.admin import TopicAdmin
 from connectors.kafka.avro import AvroDecoder, AvroProducer, DecodingError
-from connectors.kafka.errors import translate
+from connectors.kafka.errors import skip_consumer_error
 from connectors.merge import metrics
 from connectors.merge.records import MergeTopics
 from connectors.merge.settings import MergeSettings
 from connectors.postgres import Connection, StoreError, StoreUnavailableError, classify, connect
 from connectors.quarantine import QUARANTINE, as_json, quarantine_record
 from connectors.registry import SchemaRegistry
+from connectors.resilience import run_until_stopped
 from connectors.settings import KafkaSettings, StoreSettings
 from engine.errors import FatalError
 from engine.mapping import TableMapping, is_provisional, local_id_of
@@ -60,8 +67,15 @@ CREATE TABLE IF NOT EXISTS _civsync.applied (
     person text NOT NULL,
     version bigint NOT NULL,
     PRIMARY KEY (target, person)
+);
+CREATE TABLE IF NOT EXISTS _civsync.waiting (
+    target text NOT NULL,
+    person text NOT NULL,
+    version bigint NOT NULL,
+    missing text[] NOT NULL,
+    since timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (target, person)
 )"""
-_RETRY_PAUSE_S = 1.0
 
 
 class OriginsBusyError(FatalError):
@@ -73,12 +87,14 @@ class _Target:
     """One mapped table, its staging table, and the statements that apply a batch to it."""
 
     mapping: TableMapping
+    required: frozenset[str]  # mapped columns the table requires: NOT NULL, no default
     stage: str
     copy: sql.Composed
     mark_fresh: sql.Composed
     update: sql.Composed
     update_local: sql.Composed | None  # a provisional person of this store, by local id
     insert: sql.Composed
+    wait: sql.Composed  # fresh people missing a required column wait; the others stop waiting
     rename: sql.Composed
     rename_local: sql.Composed | None
 
@@ -102,7 +118,7 @@ class _Target:
             sql.SQL(
                 "CREATE TEMP TABLE IF NOT EXISTS {} (person text PRIMARY KEY, version bigint,"
                 " key text, local_id text, former_pins text[], former_local text[],"
-                " fresh boolean NOT NULL DEFAULT false, {})"
+                " missing text[] NOT NULL DEFAULT '{{}}', fresh boolean NOT NULL DEFAULT false, {})"
                 " ON COMMIT DELETE ROWS"
             ).format(sql.Identifier(stage), sql.SQL(", ").join(stage_columns))
         )
@@ -132,11 +148,17 @@ class _Target:
                 current=current,
             )
 
+        name = sql.Literal(mapping.table)
         return cls(
             mapping=mapping,
+            # the person column is always set; the others the merged person may lack
+            required=frozenset(
+                _required_columns(conn, mapping.table) & set(columns) - {mapping.person_column}
+            ),
             stage=stage,
             copy=sql.SQL(
-                "COPY {} (person, version, key, local_id, former_pins, former_local, {}) FROM STDIN"
+                "COPY {} (person, version, key, local_id, former_pins, former_local, missing, {})"
+                " FROM STDIN"
             ).format(sql.Identifier(stage), sql.SQL(", ").join(copy_columns)),
             mark_fresh=sql.SQL(
                 "WITH fresh AS ("
@@ -145,7 +167,7 @@ class _Target:
                 " ON CONFLICT (target, person) DO UPDATE SET version = excluded.version"
                 " WHERE a.version < excluded.version RETURNING person)"
                 " UPDATE {stage} s SET fresh = true FROM fresh WHERE s.person = fresh.person"
-            ).format(name=sql.Literal(mapping.table), stage=sql.Identifier(stage)),
+            ).format(name=name, stage=sql.Identifier(stage)),
             update=update(key, person),
             update_local=None
             if local is None
@@ -154,7 +176,7 @@ class _Target:
             ),
             insert=sql.SQL(
                 "INSERT INTO {target} ({key}, {columns}) SELECT {person}, {values} FROM {stage} s"
-                " WHERE s.fresh AND s.key IS NOT NULL"
+                " WHERE s.fresh AND s.key IS NOT NULL AND cardinality(s.missing) = 0"
                 " AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = {person})"
                 " ON CONFLICT DO NOTHING"
             ).format(
@@ -166,6 +188,31 @@ class _Target:
                     sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns
                 ),
                 stage=sql.Identifier(stage),
+            ),
+            # after the insert: every CTE reads the same snapshot, so ``before`` is who
+            # waited before this statement, and the result is who starts waiting now
+            wait=sql.SQL(
+                "WITH staged AS (SELECT s.person, s.version, s.missing,"
+                " s.key IS NOT NULL AND cardinality(s.missing) > 0"
+                " AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = {person}) AS waits"
+                " FROM {stage} s WHERE s.fresh),"
+                " before AS (SELECT w.person FROM _civsync.waiting w JOIN staged USING (person)"
+                " WHERE w.target = {name}),"
+                " done AS (DELETE FROM _civsync.waiting w USING staged"
+                " WHERE w.target = {name} AND w.person = staged.person AND NOT staged.waits),"
+                " waiting AS (INSERT INTO _civsync.waiting AS w (target, person, version, missing)"
+                " SELECT {name}, person, version, missing FROM staged WHERE waits"
+                " ON CONFLICT (target, person) DO UPDATE"
+                " SET version = excluded.version, missing = excluded.missing"
+                ' RETURNING w.target AS "table", w.person, w.version, w.missing, w.since)'
+                " SELECT * FROM waiting"
+                " WHERE NOT EXISTS (SELECT 1 FROM before WHERE before.person = waiting.person)"
+            ).format(
+                target=target,
+                key=key,
+                person=person,
+                stage=sql.Identifier(stage),
+                name=name,
             ),
             rename=sql.SQL(
                 "UPDATE {target} t SET {key} = {person} FROM {stage} s,"
@@ -197,9 +244,9 @@ class _Target:
 
     def rows(self, records: list[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """Staging rows: person, version; its key in this table, or its local id if it is
-        this store's provisional person; its former PINs and former local ids; then each
-        column's merged value and whether the merged record has the field at all (a field
-        nobody has set leaves the column alone)."""
+        this store's provisional person; its former PINs and former local ids; the required
+        columns it has no value for; then each column's merged value and whether the merged
+        record has the field at all (a field nobody has set leaves the column alone)."""
         rows = []
         for record in records:
             person = record["person"]
@@ -212,19 +259,22 @@ class _Target:
                 else []
             )
             own = [i for k in former if (i := local_id_of(k, self.mapping.store)) is not None]
-            row: list[Any] = [person, record["version"], key, local, pins, own if key else []]
             fields = record["fields"]
+            missing = missing_required(self.required, self.mapping.columns, fields)
+            row: list[Any] = [person, record["version"], key, local, pins, own if key else []]
+            row += [missing]
             for name in self.mapping.columns:
                 merged = fields.get(name)
                 row += [None, False] if merged is None else [merged["value"], True]
             rows.append(tuple(row))
         return rows
 
-    def apply(self, conn: Connection, records: list[Mapping[str, Any]]) -> tuple[int, int]:
-        """(rows written, people skipped as stale) for ``records``, inside the open transaction."""
+    def apply(self, conn: Connection, records: list[Mapping[str, Any]]) -> _Applied:
+        """Rows written, people skipped as stale and people who start waiting, for
+        ``records``, inside the open transaction."""
         records = [r for r in records if self.mapping.accepts(r["person"])]
         if not records:
-            return 0, 0
+            return _Applied(0, 0, [])
         with conn.cursor() as cursor:
             with cursor.copy(self.copy) as copy:
                 for row in self.rows(records):
@@ -243,7 +293,74 @@ class _Target:
                 written += cursor.rowcount
             cursor.execute(self.insert)
             written += cursor.rowcount
-        return written, len(records) - fresh
+        with conn.cursor(row_factory=class_row(Waiting)) as waits:
+            started = waits.execute(self.wait).fetchall()
+        return _Applied(written, len(records) - fresh, started)
+
+
+@dataclass(frozen=True)
+class _Applied:
+    written: int
+    stale: int
+    started_waiting: list[Waiting]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A person a sink has not inserted into ``table``: it has no value yet for ``missing``,
+    columns the table requires."""
+
+    table: str
+    person: str
+    version: int
+    missing: list[str]
+    since: datetime
+
+
+def missing_required(
+    required: Collection[str], columns: Mapping[str, str], fields: Mapping[str, Any]
+) -> list[str]:
+    """The ``required`` columns (of ``columns``: field -> column) whose field the merged
+    record's ``fields`` lacks or holds as null, in mapping order."""
+    return [
+        column
+        for name, column in columns.items()
+        if column in required and ((merged := fields.get(name)) is None or merged["value"] is None)
+    ]
+
+
+def sink_tables(merge: MergeSettings, store: str) -> list[str]:
+    """The tables the sink of ``store`` writes."""
+    return [m.table for m in merge.mappings() if m.store == store and m.apply]
+
+
+def waiting_people(conn: Connection, tables: list[str]) -> list[Waiting]:
+    """The people waiting to be inserted into ``tables``, longest waiting first; none if no
+    sink has run on this store yet."""
+    try:
+        with conn.cursor(row_factory=class_row(Waiting)) as cursor:
+            exists = conn.execute("SELECT to_regclass('_civsync.waiting') IS NOT NULL").fetchone()
+            if not exists or not exists[0]:
+                return []
+            return cursor.execute(
+                'SELECT target AS "table", person, version, missing, since FROM _civsync.waiting'
+                " WHERE target = ANY(%s) ORDER BY since, target, person",
+                (tables,),
+            ).fetchall()
+    except psycopg.Error as exc:
+        raise classify(exc, "reading the people waiting to be inserted") from exc
+
+
+def _required_columns(conn: Connection, table: str) -> set[str]:
+    """Columns of ``table`` an insert must give a value: NOT NULL, without a default, and
+    neither an identity nor a generated column."""
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+        " AND NOT attisdropped AND attnotnull AND NOT atthasdef AND attidentity = ''"
+        " AND attgenerated = ''",
+        (table,),
+    ).fetchall()
+    return {str(name) for (name,) in rows}
 
 
 def _column_types(conn: Connection, table: str) -> dict[str, str]:
@@ -278,12 +395,25 @@ class StoreSink:
         self._store, self._store_settings, self._merge = store, store_settings, merge
         self._kafka, self._poll_s = kafka, poll_s
         self._mappings = [m for m in merge.mappings() if m.store == store and m.apply]
+        self._tables = sink_tables(merge, store)
         if not self._mappings:
             raise FatalError(f"no table of store {store!r} is mapped in [merge.tables]")
+        self._registry = registry
         self._decoder = AvroDecoder(registry)
         self._quarantine = AvroProducer(kafka, registry)
 
     def run(self, stop: threading.Event) -> None:
+        """Apply until ``stop``. A store, broker or registry away for a while is waited out
+        (``connectors.resilience``): the next attempt replays from the committed offsets, and
+        ``_civsync.applied`` makes the replay a no-op."""
+        run_until_stopped(f"sink-{self._store}", lambda: self._apply_all(stop), stop)
+
+    def _apply_all(self, stop: threading.Event) -> None:
+        self._quarantine.discard_queued()  # a new producer, as a restarted process has
+        self._quarantine = AvroProducer(self._kafka, self._registry)
+        topics = MergeTopics(self._merge.topic_prefix)
+        TopicAdmin(self._kafka).ensure(topics.specs(self._merge.partitions))
+        conn, targets = self._open()
         consumer = Consumer(
             self._kafka.client_config()
             | {
@@ -295,10 +425,7 @@ class StoreSink:
                 "fetch.wait.max.ms": _FETCH_WAIT_MS,
             }
         )
-        topics = MergeTopics(self._merge.topic_prefix)
-        TopicAdmin(self._kafka).ensure(topics.specs(self._merge.partitions))
         consumer.subscribe([topics.person.name])
-        conn, targets = self._open()
         log.info("sink started", store=self._store, tables=[m.table for m in self._mappings])
         try:
             while not stop.is_set():
@@ -306,16 +433,7 @@ class StoreSink:
                 metrics.record_step(f"sink-{self._store}")
                 if not messages:
                     continue
-                records = self._decode(messages)
-                while True:
-                    try:
-                        self._apply(conn, targets, records)
-                        break
-                    except StoreUnavailableError as exc:
-                        log.warning("store unavailable; retrying the batch", error=str(exc))
-                        conn.close()
-                        stop.wait(_RETRY_PAUSE_S)
-                        conn, targets = self._open()
+                self._apply(conn, targets, self._decode(messages))
                 self._quarantine.flush()
                 try:
                     consumer.commit(asynchronous=False)
@@ -331,6 +449,7 @@ class StoreSink:
             conn.execute(_APPLIED_DDL)
             _bind_origin(conn)
             targets = [_Target.build(conn, m, i) for i, m in enumerate(self._mappings)]
+            self._count_waiting(conn)
         except psycopg.Error as exc:
             conn.close()
             raise classify(exc, f"preparing the {self._store} sink") from exc
@@ -340,9 +459,8 @@ class StoreSink:
         """The newest record of each person in ``messages``."""
         newest: dict[str, Mapping[str, Any]] = {}
         for message in messages:
-            error = message.error()
-            if error is not None:
-                raise translate(error, "consuming civsync.person")
+            if skip_consumer_error(message, f"sink-{self._store}"):
+                continue
             if message.value() is None:
                 continue  # a tombstone: the person moved to a new key, whose record follows
             where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
@@ -363,6 +481,10 @@ class StoreSink:
         written, stale = self._write_or_split(conn, targets, records)
         metrics.APPLIED.labels(self._store).inc(written)
         metrics.STALE.labels(self._store).inc(stale)
+        try:
+            self._count_waiting(conn)
+        except psycopg.Error as exc:
+            raise classify(exc, f"counting the people waiting in {self._store}") from exc
         log.debug(
             "batch applied",
             store=self._store,
@@ -393,15 +515,31 @@ class StoreSink:
     def _write(
         self, conn: Connection, targets: list[_Target], records: list[Mapping[str, Any]]
     ) -> tuple[int, int]:
-        written, stale = 0, 0
+        written, stale, started = 0, 0, []
         try:
             with conn.transaction():
                 for target in targets:
-                    w, s = target.apply(conn, records)
-                    written, stale = written + w, max(stale, s)
+                    applied = target.apply(conn, records)
+                    written, stale = written + applied.written, max(stale, applied.stale)
+                    started += applied.started_waiting
         except psycopg.Error as exc:
             raise classify(exc, f"applying {len(records)} people to {self._store}") from exc
+        for waiting in started:  # committed: they do wait (the person's key is not logged)
+            log.info(
+                "person waits for required columns",
+                store=self._store,
+                table=waiting.table,
+                missing=waiting.missing,
+                version=waiting.version,
+            )
         return written, stale
+
+    def _count_waiting(self, conn: Connection) -> None:
+        with conn.cursor(row_factory=scalar_row) as cursor:
+            count: int | None = cursor.execute(
+                "SELECT count(*) FROM _civsync.waiting WHERE target = ANY(%s)", (self._tables,)
+            ).fetchone()
+        metrics.WAITING.labels(self._store).set(count or 0)
 
     def _quarantined(self, reason: str, detail: str, payload: str) -> None:
         key, record = quarantine_record(

@@ -34,9 +34,14 @@ _TYPES = {"birth_date": "date", "date_of_death": "date"}
 T = TypeVar("T")
 
 
-def _table_ddl(table: str, columns: dict[str, str], *, own_key: bool) -> sql.Composed:
+def _table_ddl(
+    table: str, columns: dict[str, str], *, own_key: bool, not_null: tuple[str, ...] = ()
+) -> sql.Composed:
     key = "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, pin text UNIQUE NOT NULL"
-    body = ", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in columns.values())
+    body = ", ".join(
+        f"{c} {_TYPES.get(c, 'text')}{' NOT NULL' if c in not_null else ''}"
+        for c in columns.values()
+    )
     head = key if own_key else "pin text PRIMARY KEY"
     return q(f"CREATE TABLE {{t}} ({head}, {body})", table)
 
@@ -75,6 +80,7 @@ class Pipeline:
     civil: Connection
     population: Connection
     config: Path
+    capture_args: tuple[str, ...] = ()  # more arguments of `civsync capture run`
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -95,7 +101,7 @@ class Pipeline:
         kind, _, what = role.partition("-")
         if kind == "capture":
             table = self.civil_table if what == "civil" else self.population_table
-            process = capture_process(table, *config, store=what)
+            process = capture_process(table, *config, *self.capture_args, store=what)
         elif kind == "merger":
             process = civsync_process("merge", "run", *config, "--instance", what)
         else:
@@ -196,24 +202,36 @@ def pipeline(
     name: str,
     *,
     mergers: int = 1,
+    not_null: tuple[str, ...] = (),
+    not_null_in: tuple[str, ...] = ("civil", "population"),
+    seed: Callable[[Pipeline], None] | None = None,
+    capture_args: tuple[str, ...] = (),
+    wait: bool = True,
 ) -> Iterator[Pipeline]:
-    """Tables in both stores, then capture, ``mergers`` merger processes and both sinks."""
-    run = Pipeline(name, civil, population, write_config(tmp_path / "civsync.toml", name))
-    for conn, table, columns, own_key in (
-        (civil, run.civil_table, CIVIL_COLUMNS, True),
-        (population, run.population_table, POPULATION_COLUMNS, False),
+    """Tables in both stores (``not_null`` columns required in the stores ``not_null_in``, as
+    the profile's stores require a name), rows ``seed`` writes before capture starts, then
+    capture, ``mergers`` merger processes and both sinks."""
+    config = write_config(tmp_path / "civsync.toml", name)
+    run = Pipeline(name, civil, population, config, capture_args)
+    for store, conn, table, columns, own_key in (
+        ("civil", civil, run.civil_table, CIVIL_COLUMNS, True),
+        ("population", population, run.population_table, POPULATION_COLUMNS, False),
     ):
-        conn.execute(_table_ddl(table, columns, own_key=own_key))
+        required = not_null if store in not_null_in else ()
+        conn.execute(_table_ddl(table, columns, own_key=own_key, not_null=required))
         conn.execute(q("ALTER TABLE {t} REPLICA IDENTITY FULL", table))
         for statement in _write_log_ddl(table):
             conn.execute(statement)
     roles = ["capture-civil", "capture-population", "sink-civil", "sink-population"]
     roles += [f"merger-{n}" for n in range(mergers)]
     try:
+        if seed is not None:
+            seed(run)
         for role in roles:
             run.start(role)
-        wait_caught_up(civil, run.civil_table)  # the slots exist: every change from now is captured
-        wait_caught_up(population, run.population_table)
+        if wait:  # the slots exist: every change from now is captured
+            wait_caught_up(civil, run.civil_table)
+            wait_caught_up(population, run.population_table)
         yield run
     finally:
         run.stop_all()

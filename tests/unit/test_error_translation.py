@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from connectors.kafka.errors import KafkaFatalError, KafkaRetriableError, translate
+from connectors.kafka.errors import KafkaRetriableError, translate
 from connectors.postgres import StoreRejectedError, StoreUnavailableError, classify
 from engine.errors import FatalError, RetriableError
 
@@ -15,9 +15,9 @@ from engine.errors import FatalError, RetriableError
     ("retriable", "fatal", "expected"),
     [
         (True, False, KafkaRetriableError),
-        (False, False, KafkaFatalError),
-        (True, True, KafkaFatalError),  # librdkafka's fatal flag wins over retriable
-        (False, True, KafkaFatalError),
+        (False, False, KafkaRetriableError),  # a broker that is away: librdkafka says neither
+        (True, True, KafkaRetriableError),  # fatal for this client: the part makes new ones
+        (False, True, KafkaRetriableError),
     ],
 )
 def test_kafka_errors_follow_librdkafka_flags(
@@ -29,9 +29,33 @@ def test_kafka_errors_follow_librdkafka_flags(
     assert str(error).startswith("listing topics: REQUEST_TIMED_OUT")
 
 
-def test_a_fatal_kafka_error_is_never_retriable() -> None:
-    error = translate(KafkaError(KafkaError._FENCED, fatal=True, retriable=True), "producing")
+@pytest.mark.parametrize(
+    "code",
+    [KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT],
+)
+def test_a_broker_that_is_away_is_waited_for(code: int) -> None:
+    """Issue 17: capture exited on `_TRANSPORT` while the broker restarted."""
+    assert isinstance(translate(KafkaError(code), "listing topics"), RetriableError)
+
+
+def test_an_error_retrying_cannot_change_is_fatal() -> None:
+    error = translate(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), "producing")
     assert isinstance(error, FatalError)
+
+
+def test_a_fenced_client_is_never_retriable() -> None:
+    """Another instance of the part took its transactional id over: starting again would
+    fence that one in turn."""
+    for code in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+        error = translate(KafkaError(code, fatal=True, retriable=True), "producing")
+        assert isinstance(error, FatalError)
+
+
+def test_a_client_fatal_error_after_a_broker_restart_restarts_the_part() -> None:
+    cause = KafkaError(KafkaError.INVALID_TXN_STATE, fatal=True)
+    error = translate(KafkaException(cause), "aborting a transaction")
+    assert isinstance(error, RetriableError)
+    assert "created again" in str(error)
 
 
 @pytest.mark.parametrize(

@@ -126,9 +126,35 @@ def test_an_update_moving_the_row_to_another_person_links_them_and_restates_its_
     assert dict(edit.fields) == {"full_name": "Nguyễn Văn An", "sex": "M"}
 
 
-def test_an_update_of_only_unmapped_columns_gives_no_edit() -> None:
+def test_an_update_of_only_unmapped_columns_sets_nothing_and_teaches_the_row() -> None:
     after = {**ROW, "registrar": "Quận 3"}
-    assert MAPPER.edits_of(_event("u", before=ROW, after=after)) == []
+    (edit,) = MAPPER.edits_of(_event("u", before=ROW, after=after))
+    assert dict(edit.fields) == {}
+    assert dict(edit.learned) == {
+        "full_name": "Nguyễn Văn An",
+        "birth_date": "1990-05-17",
+        "sex": "M",
+    }
+    assert all(e.learned for e in edit.field_edits())
+
+
+def test_an_update_teaches_the_unchanged_columns_of_its_full_row_image() -> None:
+    """Issue 17: a person whose snapshot row an update superseded is known in full from the
+    update's after-image; only the changed column is an edit, NULL columns teach nothing."""
+    before = {**ROW, "sex": None}
+    after = {**before, "name": "Nguyễn Văn Anh"}
+    (edit,) = MAPPER.edits_of(_event("u", before=before, after=after))
+    assert dict(edit.fields) == {"full_name": "Nguyễn Văn Anh"}
+    assert dict(edit.learned) == {"birth_date": "1990-05-17"}
+    assert [(e.field, e.learned) for e in edit.field_edits()] == [
+        ("full_name", False),
+        ("birth_date", True),
+    ]
+
+
+def test_a_create_teaches_nothing_as_every_value_is_an_edit() -> None:
+    (edit,) = MAPPER.edits_of(_event("c", after=ROW))
+    assert dict(edit.learned) == {}
 
 
 def test_a_row_without_any_non_null_mapped_column_gives_no_edit() -> None:

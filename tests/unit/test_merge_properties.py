@@ -4,6 +4,7 @@ result, and each policy decides as the product contract says."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from functools import reduce
 
 from hypothesis import given, settings
@@ -29,7 +30,8 @@ edits = st.builds(
         Hlc, st.integers(0, 5), st.integers(0, 3), st.sampled_from(["civil", "population", "m1"])
     ),
     event_id=st.text("abc", min_size=1, max_size=3),
-)
+    learned=st.booleans(),
+).map(lambda e: replace(e, learned=False) if e.origin == STEWARD else e)  # stewards decide
 
 
 def _merge(history: list[FieldEdit], policy: FieldPolicy) -> PersonState:
@@ -81,6 +83,23 @@ def test_authority_keeps_its_side_and_holds_newer_differing_edits(
             assert outcome.held.origin not in (authority, STEWARD)
             assert outcome.held.rank > standing.rank
             assert outcome.held.value != standing.value
+
+
+@given(st.lists(edits, min_size=1, max_size=12), st.sampled_from(POLICIES))
+def test_a_learned_value_never_displaces_an_edit(
+    history: list[FieldEdit], policy: FieldPolicy
+) -> None:
+    """Issue 17: a value read from an unchanged column of a row image fills a field; it
+    never stands where an edit the rule could choose exists."""
+    state = _merge(history, policy)
+    choosable = {CIVIL, POPULATION, STEWARD}
+    if policy.rule is Rule.AUTHORITY:
+        choosable = {policy.authority or CIVIL, STEWARD}
+    for name in {e.field for e in history}:
+        standing = state.outcome(name, policy).provenance
+        assert standing is not None
+        if any(e.field == name and not e.learned and e.origin in choosable for e in history):
+            assert not standing.learned
 
 
 def _edit(origin: str, value: str, wall: int, event_id: str) -> FieldEdit:

@@ -95,6 +95,7 @@ edits = st.builds(
     fields=st.dictionaries(
         st.sampled_from(["full_name", "religion", "date_of_death"]), values, min_size=1
     ),
+    learned=st.dictionaries(st.sampled_from(["full_name", "religion", "sex"]), values),
 )
 
 

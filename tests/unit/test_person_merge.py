@@ -195,9 +195,39 @@ def histories(draw: st.DrawFn) -> list[PersonEdit]:
                 st.sampled_from(FIELDS), st.sampled_from(["An", "Ân", None]), min_size=1
             )
         )
+        learned = {}
+        if origin != STEWARD:  # a store's update also shows the columns it left unchanged
+            values = st.sampled_from(["An", "Ân"])
+            learned = draw(st.dictionaries(st.sampled_from(FIELDS), values))
         hlc = Hlc(draw(st.integers(0, 3)), i, origin)
-        edits.append(PersonEdit("p1", origin, f"{origin}:{i}", hlc, fields))
+        edits.append(PersonEdit("p1", origin, f"{origin}:{i}", hlc, fields, learned=learned))
     return edits
+
+
+def test_a_person_first_seen_in_an_update_is_known_in_full_without_displacing_edits() -> None:
+    """Issue 17: the snapshot row was superseded by an update of one column; the update's
+    unchanged columns fill the person in, and a real edit of the other store still stands."""
+    religion = PersonEdit("p1", POPULATION, "p:1", Hlc(1, 0, POPULATION), {RELIGION: "Phật giáo"})
+    update = PersonEdit(
+        "p1",
+        CIVIL,
+        "c:2",
+        Hlc(2, 0, CIVIL),
+        {"sex": "female"},
+        learned={NAME: "Lê Thị Hoa", RELIGION: "Không"},
+    )
+    for order in ([religion, update], [update, religion]):
+        view = _merge_all(order).view(DEFAULT_POLICY)
+        assert {name: o.value for name, o in view.items()} == {
+            NAME: "Lê Thị Hoa",
+            "sex": "female",
+            RELIGION: "Phật giáo",  # population's edit: the learned value does not displace it
+        }
+        name, sex = view[NAME].provenance, view["sex"].provenance
+        assert name is not None
+        assert name.learned
+        assert sex is not None
+        assert not sex.learned
 
 
 def _merge_all(edits: list[PersonEdit]) -> MergedPerson:
