@@ -122,7 +122,10 @@ def test_kill_9_at_random_points_loses_nothing(
         seen[(value["op"], value["after"]["id"], value["after"]["version"])].add(value["event_id"])
     missing = writer.committed - seen.keys()
     assert not missing, f"{len(missing)} committed changes never reached Kafka"
-    assert all(len(ids) == 1 for ids in seen.values()), "a redelivered change changed its id"
+    # A snapshot chunk a kill interrupted is read again under a new watermark: those rows are
+    # a new read with new ids, not a redelivery (this run's table is snapshotted while written).
+    changed = {key: ids for key, ids in seen.items() if len(ids) > 1 and key[0] != "r"}
+    assert not changed, f"a redelivered change changed its id: {next(iter(changed.items()))}"
     assert len(writer.committed) > KILLS * 100
 
 
