@@ -26,7 +26,7 @@ from civsync.config import CivsyncSettings, load_settings
 from civsync.services import LocalServices
 from connectors.capture.publisher import topic_for
 from connectors.capture.slot import ReplicationSlot
-from connectors.capture.stream import prepare
+from connectors.capture.stream import forget, prepare
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import Connection, connect
 from connectors.settings import KafkaSettings
@@ -102,9 +102,7 @@ def _until(predicate: object, timeout_s: float = 1800.0) -> None:
 
 def _cleanup(conn: Connection, table: str) -> None:
     """Drop the run's slot and table (bench.debezium reads the topic on, so it stays)."""
-    conn.execute("SELECT pg_drop_replication_slot(%s)", (table,))
-    conn.execute("DELETE FROM _civsync.capture_state WHERE slot_name = %s", (table,))
-    conn.execute("DELETE FROM _civsync.snapshot_jobs WHERE slot_name = %s", (table,))
+    forget(conn, table)
     conn.execute(_q("DROP TABLE {t}", table))
 
 

@@ -1,4 +1,5 @@
-"""A PostgreSQL cluster per store, from Debian's packages, with wal_level=logical and wal2json.
+"""A PostgreSQL cluster per store, from Debian's packages, with wal_level=logical (capture
+reads pgoutput, built into the server).
 
 The cluster's superuser is the store user from the settings (a local development cluster
 only). Run as root, the server runs as the ``postgres`` system user, as PostgreSQL requires.
@@ -95,7 +96,6 @@ class PostgresService:
         return True
 
     def _initdb(self) -> None:
-        _require_wal2json()
         self.root.mkdir(parents=True, exist_ok=True)
         pwfile = self.root / "initdb.pw"
         pwfile.write_text(self.store.password.get_secret_value() + "\n")
@@ -178,18 +178,9 @@ def _bindir() -> Path:
     if not usable:
         raise LauncherError(
             "PostgreSQL >= 15 server is not installed; run `make setup` "
-            "(apt-get install postgresql-15 postgresql-15-wal2json)"
+            "(apt-get install postgresql-15)"
         )
     return usable[-1]
-
-
-def _require_wal2json() -> None:
-    if not (_bindir().parent / "lib" / "wal2json.so").is_file():
-        major = _bindir().parent.name
-        raise LauncherError(
-            f"wal2json is not installed for PostgreSQL {major}; run `make setup` "
-            f"(apt-get install postgresql-{major}-wal2json)"
-        )
 
 
 def _as_owner(argv: list[str]) -> list[str]:

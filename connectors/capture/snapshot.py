@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from connectors.capture.wal2json import LogMessage, value_of
+from connectors.capture.pgoutput import LogMessage, value_of
 from connectors.postgres import Connection, classify
 from engine.events import ChangeEvent, Op, Row, SnapshotMarker, Source, commit_hlc, event_id
 
@@ -129,7 +129,7 @@ class IncrementalSnapshot:
         _emit(conn, chunk, "high")
         for texts in rows:
             row = {
-                name: snapshot_value(pg_type, None if t is None else str(t))
+                name: value_of(pg_type, None if t is None else str(t))
                 for (name, pg_type), t in zip(shape.columns, texts, strict=True)
             }
             chunk.rows[tuple(row[k] for k in shape.key)] = row
@@ -204,35 +204,31 @@ class IncrementalSnapshot:
 
 
 def table_shape(conn: Connection, qualified: str) -> TableShape:
-    """Columns and primary key of ``schema.table``, typed the way wal2json names types."""
+    """Columns and primary key of ``schema.table``."""
     schema, _, table = qualified.partition(".")
+    columns, key = describe_table(conn, qualified)
+    return TableShape(schema, table, columns, key)
+
+
+def describe_table(
+    conn: Connection, relation: str | int
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """(column name, type as ``format_type`` names it) in column order, and the primary key
+    columns in key order, of ``relation`` (``schema.table`` or an oid)."""
     columns = conn.execute(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
         " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped"
         " ORDER BY a.attnum",
-        (qualified,),
+        (str(relation),),
     ).fetchall()
     key = conn.execute(
         "SELECT a.attname FROM pg_index i JOIN pg_attribute a"
         " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
         " WHERE i.indrelid = %s::regclass AND i.indisprimary"
         " ORDER BY array_position(i.indkey::int2[], a.attnum)",
-        (qualified,),
+        (str(relation),),
     ).fetchall()
-    return TableShape(
-        schema, table, tuple((str(c[0]), str(c[1])) for c in columns), tuple(str(k[0]) for k in key)
-    )
-
-
-def snapshot_value(pg_type: str, text: str | None) -> Any:
-    """A column's text output in the same published form capture gives a streamed value."""
-    if text is None:
-        return None
-    if pg_type == "boolean":
-        return text == "true"
-    if pg_type == "bytea":
-        return text.removeprefix("\\x")
-    return value_of(pg_type, text)
+    return tuple((str(c[0]), str(c[1])) for c in columns), tuple(str(k[0]) for k in key)
 
 
 def _chunk_query(shape: TableShape, after: list[str] | None, size: int) -> sql.Composed:

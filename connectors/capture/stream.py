@@ -1,12 +1,12 @@
-"""The capture loop of one store: read the slot, publish to Kafka, then confirm the slot.
+"""The capture loop of one store: stream the slot, publish to Kafka, then confirm the slot.
 
 Invariant: the slot is confirmed only up to the end of a transaction whose events Kafka has
 all acknowledged (acks=all, idempotent producer). A crash anywhere therefore redelivers from
 the last confirmed transaction, with the same event ids; nothing committed is lost.
-When a read returns less than a full batch, every transaction committed before the read's
-upper bound has been seen, so the slot is confirmed up to that bound even if nothing was
-published: an idle store never pins WAL. A broker, registry or store away for a while
-ends the attempt, not the process: the next attempt starts as a restarted process would.
+Between transactions, a keepalive's position is confirmed too, once Kafka has everything
+before it: every transaction committed before it has been sent, so an idle store never pins
+WAL. A broker, registry or store away for a while ends the attempt, not the process: the
+next attempt starts as a restarted process would.
 """
 
 from __future__ import annotations
@@ -16,20 +16,23 @@ from dataclasses import dataclass
 
 import psycopg
 import structlog
+from psycopg import sql
 
 from connectors.capture import metrics, snapshot
-from connectors.capture.publisher import ChangePublisher
-from connectors.capture.slot import ReplicationSlot, ensure_apply_origins
-from connectors.capture.wal2json import (
+from connectors.capture.pgoutput import (
+    Decoded,
     LogMessage,
     MalformedChangeError,
-    TransactionEnd,
-    Wal2JsonDecoder,
+    PgOutputDecoder,
 )
+from connectors.capture.publisher import ChangePublisher
+from connectors.capture.replication import Keepalive, ReplicationStream, StoreCatalog, XLogData
+from connectors.capture.slot import APPLY_ORIGINS, ReplicationSlot, ensure_apply_origins
+from connectors.capture.snapshot import IncrementalSnapshot
 from connectors.postgres import Connection, classify, connect
 from connectors.resilience import run_until_stopped
 from connectors.settings import StoreSettings
-from engine.events import ChangeEvent, format_lsn, parse_lsn
+from engine.events import ChangeEvent, format_lsn
 
 log = structlog.get_logger(__name__)
 
@@ -49,32 +52,34 @@ class CaptureConfig:
     slot: str
     tables: tuple[str, ...] = ()  # schema.table to capture; empty means every table
     snapshot_chunk: int = 5_000
-    batch_changes: int = 20_000
-    flush_every: int = 5_000
-    idle_sleep_s: float = 0.05  # an idle store is polled 20 times a second: latency vs load
+    batch_changes: int = 20_000  # messages read between two looks at slot lag and snapshots
+    flush_every: int = 5_000  # events published before the next transaction end is confirmed
+    idle_sleep_s: float = 0.05  # a stream quiet this long: confirm, then look at the snapshots
 
 
-def prepare(conn: Connection, slot: ReplicationSlot) -> tuple[int, ...]:
-    """Make the store ready for capture; the ids of civsync's own replication origins.
+def prepare(conn: Connection, slot: ReplicationSlot) -> None:
+    """Make the store ready for capture.
 
-    Creates the slot on first connection and queues the initial snapshot of the captured
-    tables, read after the slot exists so no change falls between the two. The slot's record
-    in ``_civsync.capture_state`` and the snapshot jobs commit together, so a crash in between
+    Creates civsync's replication origins (its writers bind to them), the publication, and
+    on first connection the slot, then queues the initial snapshot of the captured tables,
+    read after the slot exists so no change falls between the two. The slot's record in
+    ``_civsync.capture_state`` and the snapshot jobs commit together, so a crash in between
     leaves an unrecorded slot, which the next start records and snapshots. A slot that was
     recorded and is gone now is a SlotLostError, never a re-creation.
     """
     try:
         conn.execute(_STATE_DDL)
         conn.execute(snapshot.JOBS_DDL)
-        origins = ensure_apply_origins(conn)
+        ensure_apply_origins(conn)
         known = conn.execute(
             "SELECT 1 FROM _civsync.capture_state WHERE slot_name = %s", (slot.name,)
         ).fetchone()
     except psycopg.Error as exc:
         raise classify(exc, "preparing the store for capture") from exc
+    slot.publish(conn)
     if known is not None:
         slot.require_usable(conn)  # raises SlotLostError with the remedy
-        return origins
+        return
     existing = slot.state(conn)
     start = existing.confirmed_lsn if existing is not None else slot.create(conn)
     with conn.transaction():
@@ -89,7 +94,22 @@ def prepare(conn: Connection, slot: ReplicationSlot) -> tuple[int, ...]:
         lsn=format_lsn(start),
         initial_snapshot_jobs=len(jobs),
     )
-    return origins
+
+
+def forget(conn: Connection, slot: str) -> None:
+    """The reverse of ``prepare``: drop the slot and its publication, and civsync's records
+    of them. Capture started again begins anew, with an initial snapshot."""
+    try:
+        conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            " WHERE slot_name = %s",
+            (slot,),
+        )
+        conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(slot)))
+        conn.execute("DELETE FROM _civsync.capture_state WHERE slot_name = %s", (slot,))
+        conn.execute("DELETE FROM _civsync.snapshot_jobs WHERE slot_name = %s", (slot,))
+    except psycopg.Error as exc:
+        raise classify(exc, f"dropping capture slot {slot}") from exc
 
 
 def captured_tables(conn: Connection, tables: tuple[str, ...]) -> list[str]:
@@ -113,84 +133,106 @@ class CaptureStream:
     ) -> None:
         self._config, self._store, self._publisher = config, store, publisher
         self._slot = ReplicationSlot(config.slot, config.tables)
-        self._fresh_state()
 
     def run(self, stop: threading.Event) -> None:
         """Stream until ``stop``; a store, broker or registry away for a while is waited out
         (``connectors.resilience``), each new attempt resuming from the slot's confirmed
         position with the state a restarted process would have."""
-        run_until_stopped(f"capture-{self._config.store}", lambda: self._stream(stop), stop)
+        run_until_stopped(f"capture-{self._config.store}", lambda: self._attempt(stop), stop)
 
-    def _stream(self, stop: threading.Event) -> None:
+    def _attempt(self, stop: threading.Event) -> None:
+        config, slot, db = self._config, self._slot, self._store.dbname
         self._publisher.renew()  # nothing queued, nothing half sent: as a restarted process
-        self._fresh_state()
-        with connect(self._store, autocommit=True) as control, connect(self._store) as reader:
-            origins = prepare(control, self._slot)
-            _warn_without_full_identity(control, self._config.tables)
-            while not stop.is_set():
-                if self.step(control, reader, origins) == 0:
-                    stop.wait(self._config.idle_sleep_s)
+        with connect(self._store, autocommit=True) as control:
+            prepare(control, slot)
+            _warn_without_full_identity(control, config.tables)
+            with ReplicationStream(self._store, slot.name, slot.publication) as stream:
+                _Follow(
+                    config,
+                    slot,
+                    control,
+                    stream,
+                    self._publisher,
+                    PgOutputDecoder(
+                        config.store, db, StoreCatalog(control), frozenset(APPLY_ORIGINS)
+                    ),
+                    IncrementalSnapshot(config.store, db, config.slot, config.snapshot_chunk),
+                ).run(stop)
 
-    def _fresh_state(self) -> None:
-        """What a newly started process holds: no open snapshot chunk, no transaction half
-        decoded (what was read is read again from the slot's confirmed position)."""
-        config = self._config
-        self._decoder = Wal2JsonDecoder(config.store, self._store.dbname)
-        self._snapshot = snapshot.IncrementalSnapshot(
-            config.store, self._store.dbname, config.slot, config.snapshot_chunk
-        )
 
-    def step(self, control: Connection, reader: Connection, origins: tuple[int, ...]) -> int:
-        """One read of the slot; the number of rows read."""
-        state = self._slot.require_usable(control)
-        metrics.SLOT_LAG.labels(self._config.store, self._slot.name).set(state.lag_bytes)
-        self._snapshot.start_chunk(control)  # its watermarks commit before `upto`
-        upto = _current_lsn(control)
-        rows, confirmable, pending = 0, None, 0
-        changes = self._slot.changes(reader, upto, self._config.batch_changes, exclude=origins)
-        for lsn, data in changes:
-            rows += 1
-            for item in self._decode(lsn, data):
-                if isinstance(item, ChangeEvent):
-                    self._snapshot.on_change(item)
-                    self._publisher.publish(item)
-                    pending += 1
-                elif isinstance(item, LogMessage):
-                    for row in self._snapshot.on_message(item):
-                        self._publisher.publish(row)
-                        metrics.SNAPSHOT_ROWS.labels(self._config.store).inc()
-                        pending += 1
-                elif isinstance(item, TransactionEnd):
-                    confirmable = item.end_lsn
-                    if pending >= self._config.flush_every:
-                        self._confirm(control, confirmable)
-                        pending = 0
-        if rows < self._config.batch_changes:
-            confirmable = upto  # every transaction committed before `upto` has been read
-        if confirmable is not None:
-            self._confirm(control, confirmable)
-        metrics.record_step(self._config.store)
-        return rows
+@dataclass
+class _Follow:
+    """One attempt at following the stream: what it has published and not yet confirmed,
+    and how far it has read (the end of the last transaction, or a keepalive's position)."""
 
-    def _decode(self, lsn: str, data: str) -> list[ChangeEvent | TransactionEnd | LogMessage]:
+    config: CaptureConfig
+    slot: ReplicationSlot
+    control: Connection
+    stream: ReplicationStream
+    publisher: ChangePublisher
+    decoder: PgOutputDecoder
+    snapshot: IncrementalSnapshot
+    confirmed: int = 0
+    read_to: int = 0
+    pending: int = 0
+
+    def run(self, stop: threading.Event) -> None:
+        config = self.config
+        while not stop.is_set():
+            state = self.slot.require_usable(self.control)
+            metrics.SLOT_LAG.labels(config.store, self.slot.name).set(state.lag_bytes)
+            self.snapshot.start_chunk(self.control)  # its watermarks reach the stream
+            read = 0
+            for item in self.stream.messages(config.idle_sleep_s):
+                if isinstance(item, Keepalive):
+                    if not self.decoder.in_transaction:  # all before it has been read
+                        self.read_to = max(self.read_to, item.wal_end)
+                    continue
+                self._publish(self._decode(item))
+                read += 1
+                if read >= config.batch_changes:  # housekeeping: slot lag, the next chunk
+                    break
+            if self.read_to > self.confirmed and not self.decoder.in_transaction:
+                self._confirm(self.read_to)
+            metrics.record_step(config.store)
+
+    def _decode(self, data: XLogData) -> list[Decoded]:
         try:
-            return list(self._decoder.decode(lsn, data))
-        except (MalformedChangeError, KeyError, TypeError, ValueError) as exc:
-            self._publisher.quarantine(
+            return list(self.decoder.decode(data.lsn, data.payload))
+        except (MalformedChangeError, KeyError, ValueError) as exc:
+            self.publisher.quarantine(
                 "capture.malformed_change",
                 f"{type(exc).__name__}: {exc}",
-                payload=data,
-                store=self._config.store,
-                lsn=parse_lsn(lsn),
+                payload=data.payload.hex(),  # the pgoutput message, as the server sent it
+                store=self.config.store,
+                table=exc.table if isinstance(exc, MalformedChangeError) else None,
+                lsn=data.lsn,
             )
             return []
 
-    def _confirm(self, control: Connection, lsn: int) -> None:
-        self._publisher.flush()
-        self._snapshot.record_progress(control)  # only once Kafka has the chunk's rows
-        self._slot.confirm(control, lsn)
-        metrics.CONFIRMED_LSN.labels(self._config.store, self._slot.name).set(lsn)
-        log.debug("capture.confirmed", lsn=format_lsn(lsn), published=self._publisher.published)
+    def _publish(self, decoded: list[Decoded]) -> None:
+        for item in decoded:
+            if isinstance(item, ChangeEvent):
+                self.snapshot.on_change(item)
+                self.publisher.publish(item)
+                self.pending += 1
+            elif isinstance(item, LogMessage):
+                for row in self.snapshot.on_message(item):
+                    self.publisher.publish(row)
+                    metrics.SNAPSHOT_ROWS.labels(self.config.store).inc()
+                    self.pending += 1
+            else:
+                self.read_to = item.end_lsn
+                if self.pending >= self.config.flush_every:
+                    self._confirm(item.end_lsn)
+
+    def _confirm(self, lsn: int) -> None:
+        self.publisher.flush()
+        self.snapshot.record_progress(self.control)  # only once Kafka has the chunk's rows
+        self.stream.confirm(lsn)
+        self.confirmed, self.pending = lsn, 0
+        metrics.CONFIRMED_LSN.labels(self.config.store, self.slot.name).set(lsn)
+        log.debug("capture.confirmed", lsn=format_lsn(lsn), published=self.publisher.published)
 
 
 def _warn_without_full_identity(conn: Connection, tables: tuple[str, ...]) -> None:
@@ -205,9 +247,3 @@ def _warn_without_full_identity(conn: Connection, tables: tuple[str, ...]) -> No
     ).fetchall()
     if rows:
         log.warning("capture.replica_identity_not_full", tables=[str(r[0]) for r in rows])
-
-
-def _current_lsn(conn: Connection) -> int:
-    row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-    assert row is not None  # noqa: S101 - always one row
-    return parse_lsn(str(row[0]))

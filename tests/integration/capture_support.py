@@ -15,7 +15,7 @@ from psycopg import sql
 
 from civsync.config import CivsyncSettings
 from connectors.capture.publisher import ChangePublisher, topic_for
-from connectors.capture.stream import CaptureConfig, CaptureStream
+from connectors.capture.stream import CaptureConfig, CaptureStream, forget
 from connectors.kafka.avro import AvroDecoder
 from connectors.kafka.reader import read_to_end
 from connectors.postgres import Connection
@@ -142,12 +142,7 @@ def versions(conn: Connection, table: str) -> dict[int, int]:
 
 
 def drop_slot(conn: Connection, slot: str) -> None:
-    conn.execute(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
-        (slot,),
-    )
-    conn.execute("DELETE FROM _civsync.capture_state WHERE slot_name = %s", (slot,))
-    conn.execute("DELETE FROM _civsync.snapshot_jobs WHERE slot_name = %s", (slot,))
+    forget(conn, slot)
 
 
 def read_topic(settings: CivsyncSettings, registry: SchemaRegistry, topic: str) -> list[Any]:

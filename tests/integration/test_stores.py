@@ -1,14 +1,14 @@
-"""Both PostgreSQL stores: reachable, logical decoding with wal2json, errors by SQLSTATE."""
+"""Both PostgreSQL stores: reachable, logical decoding with pgoutput, errors by SQLSTATE."""
 
 from __future__ import annotations
-
-import json
 
 import psycopg
 import pytest
 from pydantic import SecretStr
 
 from civsync.config import CivsyncSettings
+from connectors.capture.pgoutput import PgOutputDecoder, TransactionEnd
+from connectors.capture.replication import StoreCatalog
 from connectors.postgres import (
     StoreRejectedError,
     StoreUnavailableError,
@@ -17,6 +17,7 @@ from connectors.postgres import (
     connect,
 )
 from connectors.settings import StoreSettings
+from engine.events import ChangeEvent, parse_lsn
 from tests.integration.capture_support import q
 
 STORES = ["civil", "population"]
@@ -27,33 +28,41 @@ def _store(settings: CivsyncSettings, name: str) -> StoreSettings:
 
 
 @pytest.mark.parametrize("name", STORES)
-def test_store_decodes_committed_changes_through_wal2json(
+def test_store_decodes_committed_changes_through_pgoutput(
     settings: CivsyncSettings, name: str, unique_name: str
 ) -> None:
+    """The server's own pgoutput bytes, through civsync's decoder and catalog."""
     with connect(_store(settings, name), autocommit=True) as conn:
         check_capture_ready(conn)
         conn.execute(q("CREATE TABLE {t} (pin text PRIMARY KEY, full_name text)", unique_name))
-        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (unique_name,))
+        conn.execute(q("CREATE PUBLICATION {t} FOR TABLE {t}", unique_name))
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (unique_name,))
         try:
             conn.execute(
                 q("INSERT INTO {t} VALUES (%s, %s)", unique_name),
                 ("001099012345", "Phạm Thị Ngọc Ánh"),
             )
             rows = conn.execute(
-                "SELECT data FROM pg_logical_slot_get_changes(%s, NULL, NULL, "
-                "'format-version', '2')",
-                (unique_name,),
+                "SELECT lsn::text, data FROM pg_logical_slot_get_binary_changes(%s, NULL, NULL,"
+                " 'proto_version', '1', 'publication_names', %s)",
+                (unique_name, unique_name),
             ).fetchall()
+            decoder = PgOutputDecoder(name, unique_name, StoreCatalog(conn))
+            decoded: list[object] = []
+            for lsn, data in rows:
+                assert isinstance(data, bytes)
+                decoded += decoder.decode(parse_lsn(str(lsn)), data)
         finally:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (unique_name,))
+            conn.execute(q("DROP PUBLICATION {t}", unique_name))
             conn.execute(q("DROP TABLE {t}", unique_name))
 
-    changes = [json.loads(str(row[0])) for row in rows]
-    inserts = [c for c in changes if c.get("action") == "I"]
+    inserts = [e for e in decoded if isinstance(e, ChangeEvent)]
     assert len(inserts) == 1
-    assert inserts[0]["table"] == unique_name
-    values = {column["name"]: column["value"] for column in inserts[0]["columns"]}
-    assert values == {"pin": "001099012345", "full_name": "Phạm Thị Ngọc Ánh"}
+    assert inserts[0].source.table == unique_name
+    assert inserts[0].after == {"pin": "001099012345", "full_name": "Phạm Thị Ngọc Ánh"}
+    assert inserts[0].key == {"pin": "001099012345"}
+    assert isinstance(decoded[-1], TransactionEnd)
 
 
 def test_the_two_stores_are_separate_servers(settings: CivsyncSettings) -> None:
