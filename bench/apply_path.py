@@ -5,7 +5,8 @@ them, it goes. For N people it builds the change events a capture writes for the
 16-column person row (a snapshot read, then an update with its old row), then runs every
 record through the steps the merger and the sink take, with their own code, and times each:
 
-- decode: fastavro decoding of the change event (the merger's first step);
+- decode: fastavro decoding of the typed change event and its rows back to the published
+  form (the merger's first step);
 - map: the table mapping, from change event to person edits;
 - edit: encoding the person edit for the edits topic;
 - merge: merging the edit into the person's state, field by field, under the policies;
@@ -30,17 +31,23 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from bench.debezium import PERSON_FIELDS
 from bench.report import summary, write
+from connectors.capture.envelope import from_avro_row
+from connectors.capture.publisher import TableTopic
 from connectors.merge.records import edit_to_avro, person_to_avro, state_to_json
 from connectors.merge.settings import MergeSettings
+from engine.events import ChangeEvent, Hlc, Op, Source, Value
 from engine.mapping import PersonEdit, PersonMapper, TableMapping
 from engine.person import MergedPerson, merge
 from engine.policy import FieldPolicy
 from schemas import load
 
 STEPS = ("decode", "map", "edit", "merge", "state", "person", "sink decode")
-_CHANGE, _EDIT, _PERSON = (
-    parse_schema(json.loads(load(n))) for n in ("change_event", "person_edit", "person")
-)
+_EDIT, _PERSON = (parse_schema(json.loads(load(n))) for n in ("person_edit", "person"))
+_TYPES = dict.fromkeys(PERSON_FIELDS, "text") | {
+    "pin": "text",
+    "version": "bigint",
+    "updated_at": "timestamp with time zone",
+}
 
 
 def _encode(schema: Any, record: Any) -> bytes:
@@ -61,48 +68,49 @@ def _person_record(person: MergedPerson, policies: Mapping[str, FieldPolicy]) ->
     return _encode(_PERSON, person_to_avro(person, policies))
 
 
-def change_events(people: int) -> list[bytes]:
-    """The encoded change events of ``people`` snapshot reads, then one rename of each."""
-
-    def event(n: int, op: str, name: str) -> bytes:
-        row: dict[str, Any] = {field: f"{field} of {n}" for field in PERSON_FIELDS}
-        row |= {"pin": f"001080{n:06d}", "full_name": name, "version": int(op == "u")}
-        row |= {"spouse": None, "date_of_death": None, "updated_at": "2026-11-23 17:00:00+00"}
-        before = {**row, "full_name": f"Nguyễn Văn Hùng {n}", "version": 0}
-        commit = 1_795_454_565_076 + n
-        return _encode(
-            _CHANGE,
-            {
-                "event_id": f"civil:{n:016X}:{op}",
-                "op": op,
-                "before": before if op == "u" else None,
-                "after": row,
-                "unavailable": [],
-                "column_types": dict.fromkeys(row, "text") | {"version": "bigint"},
-                "source": {
-                    "connector": "civsync",
-                    "store": "civil",
-                    "db": "civil",
-                    "schema": "public",
-                    "table": "person",
-                    "lsn": commit,
-                    "commit_lsn": commit,
-                    "txid": n,
-                    "ts_ms": commit,
-                    "snapshot": "false",
-                },
-                "hlc": {"wall_ms": commit, "logical": 0, "node": "civil"},
-                "ts_ms": commit,
-                "previous_key": None,
-            },
-        )
-
-    reads = [event(n, "r", f"Nguyễn Văn Hùng {n}") for n in range(people)]
-    return reads + [event(n, "u", f"Nguyễn Văn Hùng {n} (đã sửa)") for n in range(people)]
+def _change_event(n: int, op: Op, name: str) -> ChangeEvent:
+    row: dict[str, Value] = {field: f"{field} of {n}" for field in PERSON_FIELDS}
+    row |= {"pin": f"001080{n:06d}", "full_name": name, "version": int(op is Op.UPDATE)}
+    row |= {"spouse": None, "date_of_death": None, "updated_at": "2026-11-23 17:00:00+00"}
+    commit = 1_795_454_565_076 + n
+    return ChangeEvent(
+        event_id=f"civil:{n:016X}:{op}",
+        op=op,
+        source=Source("civil", "civil", "public", "person", commit, commit, n, commit),
+        key={"pin": row["pin"]},
+        before={**row, "full_name": f"Nguyễn Văn Hùng {n}", "version": 0}
+        if op is Op.UPDATE
+        else None,
+        after=row,
+        column_types={name: _TYPES[name] for name in row},
+        hlc=Hlc(commit, 0, "civil"),
+    )
 
 
-def one_run(payloads: list[bytes]) -> dict[str, float]:
-    """µs per record of each step, over ``payloads``."""
+def change_events(people: int) -> tuple[TableTopic, list[bytes]]:
+    """The person table's topic and the encoded change events of ``people`` snapshot reads,
+    then one rename of each, as capture writes them."""
+    events = [_change_event(n, Op.READ, f"Nguyễn Văn Hùng {n}") for n in range(people)]
+    events += [_change_event(n, Op.UPDATE, f"Nguyễn Văn Hùng {n} (đã sửa)") for n in range(people)]
+    table = TableTopic.of("civsync.civil.person", events[0])
+    schema = parse_schema(json.loads(table.topic.value_schema))
+    encoded = [_encode(schema, table.record(e, e.source.commit_ts_ms, "civsync")) for e in events]
+    return table, encoded
+
+
+def one_run(table: TableTopic, payloads: list[bytes]) -> dict[str, float]:
+    """µs per record of each step, over ``payloads`` of ``table``'s topic."""
+    envelope = json.loads(table.topic.value_schema)
+    schema = parse_schema(envelope)
+    published = from_avro_row(envelope["fields"][0]["type"][1])  # before: ["null", Value]
+
+    def decode(payload: bytes) -> Any:
+        event = _decode(schema, payload)
+        for name in ("before", "after"):
+            if event[name] is not None:
+                event[name] = published(event[name])
+        return event
+
     policies = MergeSettings().policies()
     mapper = PersonMapper(
         [TableMapping("civil", "public.person", "pin", {f: f for f in PERSON_FIELDS})]
@@ -118,7 +126,7 @@ def one_run(payloads: list[bytes]) -> dict[str, float]:
         return result
 
     for payload in payloads:
-        event = timed("decode", _decode, _CHANGE, payload)
+        event = timed("decode", decode, payload)
         for edit in timed("map", mapper.edits_of, event):
             timed("edit", _edit_record, edit)
             person = people.get(edit.person) or MergedPerson.new(edit.person)
@@ -137,8 +145,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.people, args.runs = 500, 1
-    payloads = change_events(args.people)
-    runs = [one_run(payloads) for _ in range(args.runs)]
+    table, payloads = change_events(args.people)
+    runs = [one_run(table, payloads) for _ in range(args.runs)]
     result: dict[str, Any] = {
         "workload": {"people": args.people, "records": len(payloads), "runs": args.runs},
         "us_per_record": {step: summary([r[step] for r in runs]) for step in STEPS},

@@ -14,7 +14,7 @@ person's PIN, the columns holding shared fields, and what else a row of that tab
 - ``keys`` and ``apply``: for sinks, whether the table is written, and which people it holds.
 
 A table can have several mappings (a marriage describes both spouses). ``PersonMapper`` turns
-a decoded change event (the Avro record of ``schemas/change_event.avsc``) into
+a change event, its rows in the published form (``connectors.capture.reader``), into
 ``PersonEdit``s: only the fields the change set are edits, so an update of one column never
 restates the others with a newer clock. The other columns of an update's full row image are
 *learned*: the store's current values, ranked below every real edit (``engine.merge``), so a

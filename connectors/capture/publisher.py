@@ -1,17 +1,24 @@
 """Publishing of change events and quarantine records to Kafka, Avro in the registry format.
 
-Topics are created on first use with the configured partitions; their value subjects are
-set to BACKWARD_TRANSITIVE so a schema change that would break a reader is refused.
-A record that cannot be encoded goes to ``civsync.quarantine`` with the reason; the
-stream goes on.
+Each table's topic has its own typed, Debezium-compatible schemas (``envelope``), generated
+from the columns the event carries; a table whose columns change (``ALTER TABLE``) registers a
+new version, and a version the registry refuses (BACKWARD_TRANSITIVE) stops capture with an
+error naming the table. Topics are created on first use with the configured partitions. A
+record that cannot be encoded goes to ``civsync.quarantine`` with the reason; the stream
+goes on.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from connectors.capture import metrics
+from connectors.capture.envelope import Column, envelope_schema, key_schema, to_avro_row
 from connectors.kafka.admin import TopicAdmin, TopicSpec
 from connectors.kafka.avro import AvroProducer, AvroTopic, EncodingError
 from connectors.quarantine import (
@@ -21,12 +28,16 @@ from connectors.quarantine import (
     quarantine_record,
     quarantine_spec,
 )
-from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
+from connectors.registry import BACKWARD_TRANSITIVE, RegistryRejectedError, SchemaRegistry
 from connectors.settings import KafkaSettings
-from engine.events import ChangeEvent
-from schemas import load
+from engine.errors import FatalError
+from engine.events import ChangeEvent, Row, SnapshotMarker
 
-_CHANGE = (load("change_key"), load("change_event"))
+_NOT_AVRO = re.compile(r"[^A-Za-z0-9_.]")  # Avro names: letters, digits, _ (and . between)
+
+
+class SchemaRefusedError(FatalError):
+    """A table's new schema is not compatible with the versions its topic already has."""
 
 
 def topic_for(store: str, schema: str, table: str, *, prefix: str = "civsync") -> str:
@@ -36,33 +47,61 @@ def topic_for(store: str, schema: str, table: str, *, prefix: str = "civsync") -
     return f"{prefix}.{store}.{table_part}"
 
 
-def to_avro(event: ChangeEvent, published_ms: int) -> dict[str, Any]:
-    """The Avro record (``change_event.avsc``) of ``event``. Built field by field:
-    ``dataclasses.asdict`` deep-copies, and was a third of capture's time."""
-    source, hlc = event.source, event.hlc
-    return {
-        "event_id": event.event_id,
-        "op": str(event.op),
-        "before": event.before,
-        "after": event.after,
-        "previous_key": event.previous_key,
-        "unavailable": event.unavailable,
-        "column_types": event.column_types,
-        "source": {
-            "connector": "civsync",
-            "store": source.store,
-            "db": source.db,
-            "schema": source.schema,
-            "table": source.table,
-            "lsn": source.lsn,
-            "commit_lsn": source.commit_lsn,
-            "txid": source.txid,
-            "ts_ms": source.commit_ts_ms,
-            "snapshot": str(source.snapshot),
-        },
-        "hlc": {"wall_ms": hlc.wall_ms, "logical": hlc.logical, "node": hlc.node},
-        "ts_ms": published_ms,
-    }
+@dataclass(frozen=True)
+class TableTopic:
+    """A table's topic, its schemas (as its columns are now), and the converters of its rows
+    to typed Avro values."""
+
+    topic: AvroTopic
+    key: Callable[[Row], dict[str, Any]]
+    row: Callable[[Row], dict[str, Any]]
+
+    @classmethod
+    def of(cls, name: str, event: ChangeEvent) -> TableTopic:
+        namespace = _NOT_AVRO.sub("_", name)
+        columns = [Column(column, pg_type) for column, pg_type in event.column_types.items()]
+        key = [Column(column, event.column_types.get(column, "text")) for column in event.key]
+        return cls(
+            AvroTopic(
+                name,
+                json.dumps(key_schema(namespace, key)),
+                json.dumps(envelope_schema(namespace, columns, key)),
+            ),
+            to_avro_row(key),
+            to_avro_row(columns),
+        )
+
+    def record(self, event: ChangeEvent, published_ms: int, prefix: str) -> dict[str, Any]:
+        """The typed envelope of ``event``. Built field by field: ``dataclasses.asdict``
+        deep-copies, and was a third of capture's time."""
+        source, hlc, before, after = event.source, event.hlc, event.before, event.after
+        return {
+            "before": None if before is None else self.row(before),
+            "after": None if after is None else self.row(after),
+            "source": {
+                "version": "civsync",
+                "connector": "postgresql",
+                "name": prefix,
+                "ts_ms": source.commit_ts_ms,
+                "snapshot": "false" if source.snapshot is SnapshotMarker.FALSE else "incremental",
+                "db": source.db,
+                "sequence": None,
+                "schema": source.schema,
+                "table": source.table,
+                "txId": source.txid,
+                "lsn": source.lsn,
+                "xmin": None,
+                "store": source.store,
+                "commit_lsn": source.commit_lsn,
+            },
+            "op": str(event.op),
+            "ts_ms": published_ms,
+            "transaction": None,
+            "event_id": event.event_id,
+            "hlc": {"wall_ms": hlc.wall_ms, "logical": hlc.logical, "node": hlc.node},
+            "unavailable": list(event.unavailable),
+            "previous_key": None if event.previous_key is None else self.key(event.previous_key),
+        }
 
 
 class ChangePublisher:
@@ -84,22 +123,27 @@ class ChangePublisher:
         self._partitions, self._replication = partitions, replication_factor
         self._prefix = topic_prefix
         self._topics: dict[str, AvroTopic] = {}
+        self._tables: dict[tuple[Any, ...], TableTopic] = {}  # by topic, key and columns
         self.published = 0
         self.quarantined = 0
 
     def publish(self, event: ChangeEvent) -> None:
-        source = event.source
-        topic = self._topic(
-            topic_for(source.store, source.schema, source.table, prefix=self._prefix)
-        )
-        record = to_avro(event, _now_ms())
+        table = self._table(event)
         try:
-            self._producer.produce(topic, {"pk": dict(event.key)}, record)
-        except EncodingError as exc:
+            record = table.record(event, _now_ms(), self._prefix)
+            self._producer.produce(table.topic, table.key(event.key), record)
+        except (EncodingError, ValueError) as exc:
+            received = {
+                "event_id": event.event_id,
+                "op": str(event.op),
+                "key": event.key,
+                "before": event.before,
+                "after": event.after,
+            }
             self.quarantine(
                 "capture.encoding_failed",
                 str(exc),
-                payload=as_json(record),
+                payload=as_json(received),
                 store=event.source.store,
                 table=event.table_id,
                 lsn=event.source.lsn,
@@ -149,13 +193,31 @@ class ChangePublisher:
         self._producer.discard_queued()
         self._producer = AvroProducer(self._kafka, self._registry)
 
-    def _topic(self, name: str) -> AvroTopic:
-        topic = self._topics.get(name)
-        if topic is None:
-            topic = self._ensure(name, AvroTopic(name, *_CHANGE))
-        return topic
+    def _table(self, event: ChangeEvent) -> TableTopic:
+        """The topic and schemas of ``event``'s table as its columns are now: a new version
+        is registered when they change."""
+        source = event.source
+        name = topic_for(source.store, source.schema, source.table, prefix=self._prefix)
+        shape = (name, tuple(event.key), tuple(event.column_types.items()))
+        table = self._tables.get(shape)
+        if table is None:
+            table = TableTopic.of(name, event)
+            try:
+                self._ensure(name, table.topic)
+            except RegistryRejectedError as exc:
+                raise SchemaRefusedError(
+                    f"{source.store} table {event.table_id}: its columns now"
+                    f" ({', '.join(f'{c} {t}' for c, t in event.column_types.items())}) give a"
+                    f" schema the registry refuses for {name}: {exc}"
+                ) from exc
+            self._tables[shape] = table
+        return table
 
     def _ensure(self, name: str, topic: AvroTopic) -> AvroTopic:
+        """Create ``name`` if it is new, and register ``topic``'s schemas under its subjects
+        (held to BACKWARD_TRANSITIVE: a later version that would break a reader is refused)."""
+        if self._topics.get(name) == topic:
+            return topic
         if name not in self._topics:
             spec = (
                 quarantine_spec(self._partitions, self._replication)
@@ -163,14 +225,14 @@ class ChangePublisher:
                 else TopicSpec(name, self._partitions, self._replication)
             )
             self._admin.ensure([spec])
-            for subject, schema in (
-                (f"{name}-key", topic.key_schema),
-                (f"{name}-value", topic.value_schema),
-            ):
-                self._registry.register(subject, schema)
-                self._registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
-            self._topics[name] = topic
-        return self._topics[name]
+        for subject, schema in (
+            (f"{name}-key", topic.key_schema),
+            (f"{name}-value", topic.value_schema),
+        ):
+            self._registry.register(subject, schema)
+            self._registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
+        self._topics[name] = topic
+        return topic
 
 
 def _now_ms() -> int:

@@ -213,10 +213,14 @@ def table_shape(conn: Connection, qualified: str) -> TableShape:
 def describe_table(
     conn: Connection, relation: str | int
 ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
-    """(column name, type as ``format_type`` names it) in column order, and the primary key
-    columns in key order, of ``relation`` (``schema.table`` or an oid)."""
+    """(column name, base type as ``format_type`` names it: a domain's underlying type) in
+    column order, and the primary key columns in key order, of ``relation`` (``schema.table``
+    or an oid)."""
     columns = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+        "SELECT a.attname, CASE WHEN t.typtype = 'd'"
+        " THEN format_type(t.typbasetype, t.typtypmod)"
+        " ELSE format_type(a.atttypid, a.atttypmod) END"
+        " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
         " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped"
         " ORDER BY a.attnum",
         (str(relation),),

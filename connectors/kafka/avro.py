@@ -124,7 +124,7 @@ class AvroProducer:
             | overrides
         )
         self._registry = registry
-        self._writers: dict[tuple[str, MessageField], _RegisteredWriter] = {}
+        self._writers: dict[tuple[str, MessageField, str], _RegisteredWriter] = {}
         self._failures: list[KafkaOperationError] = []
 
     def produce(
@@ -189,11 +189,11 @@ class AvroProducer:
         self._failures.clear()
 
     def _encode(self, topic: AvroTopic, field: MessageField, record: Mapping[str, Any]) -> bytes:
-        writer = self._writers.get((topic.name, field))
+        schema = topic.key_schema if field == MessageField.KEY else topic.value_schema
+        writer = self._writers.get((topic.name, field, schema))  # a topic's schema may evolve
         if writer is None:
-            schema = topic.key_schema if field == MessageField.KEY else topic.value_schema
             writer = _RegisteredWriter.register(self._registry, f"{topic.name}-{field}", schema)
-            self._writers[(topic.name, field)] = writer
+            self._writers[(topic.name, field, schema)] = writer
         try:
             return writer.encode(record)
         except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:

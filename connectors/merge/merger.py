@@ -28,6 +28,7 @@ import structlog
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from connectors.capture.publisher import topic_for
+from connectors.capture.reader import ChangeEventReader
 from connectors.kafka.admin import TopicAdmin, TopicSpec
 from connectors.kafka.avro import AvroDecoder, DecodingError, TransactionalProducer
 from connectors.kafka.errors import (
@@ -102,6 +103,7 @@ class Merger:
             }
         )
         self._decoder = AvroDecoder(registry)
+        self._events = ChangeEventReader(registry)
         self._provinces = pre_2025_province_codes()
         self._people: dict[int, dict[str, MergedPerson]] = {}  # edits partition -> person
 
@@ -226,7 +228,7 @@ class Merger:
     ) -> None:
         where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
         try:
-            event = self._decoder.decode(message.value() or b"", where)
+            event = self._events.read(message.value() or b"", where)
             edits = self._mapper.edits_of(event)
         except DecodingError as exc:
             self._quarantine(
@@ -404,7 +406,7 @@ class Merger:
             store=source.get("store"),
             table=f"{source['schema']}.{source['table']}" if source else None,
             lsn=source.get("lsn"),
-            txid=source.get("txid"),
+            txid=source.get("txId"),
             event_id=event.get("event_id") if isinstance(event, dict) else None,
         )
         producer.produce(QUARANTINE, key, record)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -92,14 +95,16 @@ def test_every_operation_is_captured_in_order_with_exact_values(
         ("c", 3, None),
         ("d", None, 3),
     ]
-    created = events[0]["after"]
+    created = events[0]["after"]  # typed as Debezium's PostgreSQL connector types them
     assert created["full_name"] == "Nguyễn Thị Hương"
-    assert created["birth_date"] == "1999-03-01"
-    assert created["fee"] == "12345678.90"
-    assert created["registered_at"] == "2025-07-01 01:00:00+00"
-    assert created["photo"] == "00ff"
+    assert created["birth_date"] == 10_651  # io.debezium.time.Date: days since 1970-01-01
+    assert created["fee"] == Decimal("12345678.90")  # Connect Decimal, scale 2
+    assert created["registered_at"] == "2025-07-01T01:00:00Z"  # io.debezium.time.ZonedTimestamp
+    assert created["photo"] == b"\x00\xff"
     assert (created["active"], created["score"]) == (True, 0.1)
-    assert events[0]["column_types"]["fee"] == "numeric(12,2)"
+    value = _writer_schema_fields(registry, f"civsync.civil.{table}-value")
+    assert value["fee"]["connect.name"] == "org.apache.kafka.connect.data.Decimal"
+    assert value["birth_date"]["connect.name"] == "io.debezium.time.Date"
     updated = events[1]
     assert updated["after"]["full_name"] == "Nguyễn Thị Hương"  # normalised to NFC
     assert updated["after"]["note"] == big  # unchanged TOAST value, taken from the old row
@@ -111,6 +116,16 @@ def test_every_operation_is_captured_in_order_with_exact_values(
     assert len({e["event_id"] for e in events}) == 6
     assert all(e["source"]["store"] == "civil" and e["source"]["table"] == table for e in events)
     assert all(e["hlc"]["node"] == "civil" for e in events)
+
+
+def _writer_schema_fields(registry: SchemaRegistry, subject: str) -> dict[str, Any]:
+    """The typed ``Value`` fields of the latest schema under ``subject``: name -> its
+    non-null branch, as the registry serves it to any reader."""
+    latest = registry.client.get_latest_version(subject).schema.schema_str
+    assert latest is not None
+    envelope = json.loads(latest)
+    value = next(f for f in envelope["fields"] if f["name"] == "before")["type"][1]
+    return {f["name"]: f["type"][1] for f in value["fields"]}
 
 
 def test_writes_bound_to_civsyncs_origin_are_not_captured(

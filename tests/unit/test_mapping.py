@@ -37,7 +37,8 @@ def _event(
     event_id: str = "civil:0000000016b374d8:0",
     hlc: tuple[int, int, str] = (1_717_000_000_000, 0, "civil"),
 ) -> dict[str, Any]:
-    """A decoded change event shaped like ``schemas/change_event.avsc``."""
+    """A change event as ``connectors.capture.reader`` gives it: typed envelope, rows in
+    the published form."""
     wall_ms, logical, node = hlc
     return {
         "event_id": event_id,

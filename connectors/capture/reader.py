@@ -1,0 +1,63 @@
+"""Reading civsync's change events back, in the published form the merger maps.
+
+A topic's records are typed per table (``envelope``): dates as days, decimals as bytes,
+timestamps with a zone as ISO text. A reader inside civsync wants the published form
+(``engine.events.Value``: PostgreSQL's text for everything but booleans, integers and
+floats), whatever version of the table's schema wrote the record. The converters are built
+once per writer schema id, from the schema the registry holds for it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from connectors.capture.envelope import from_avro_row
+from connectors.kafka.avro import AvroDecoder, schema_id
+from connectors.registry import SchemaRegistry
+from engine.events import Value
+
+_Row = Callable[[Mapping[str, Any]], dict[str, Value]]
+
+
+class ChangeEventReader:
+    """Decodes a change event and gives its rows (``before``, ``after``, ``previous_key``)
+    in the published form."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self._registry = registry
+        self._decoder = AvroDecoder(registry)
+        self._rows: dict[int, tuple[_Row, _Row]] = {}
+
+    def read(self, payload: bytes, where: str) -> dict[str, Any]:
+        """The event in ``payload``; DecodingError if it is not one."""
+        event: dict[str, Any] = self._decoder.decode(payload, where)
+        value, key = self._converters(schema_id(payload))
+        for name, convert in (("before", value), ("after", value), ("previous_key", key)):
+            row = event.get(name)
+            if row is not None:
+                event[name] = convert(row)
+        return event
+
+    def _converters(self, writer_id: int) -> tuple[_Row, _Row]:
+        converters = self._rows.get(writer_id)
+        if converters is None:
+            records = dict(_records(json.loads(self._registry.writer_schema(writer_id))))
+            converters = (from_avro_row(records["Value"]), from_avro_row(records["Key"]))
+            self._rows[writer_id] = converters
+        return converters
+
+
+def _records(schema: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every named record defined in ``schema`` (JSON), by its short name."""
+    if isinstance(schema, list):
+        for branch in schema:
+            yield from _records(branch)
+    elif isinstance(schema, dict):
+        if schema.get("type") == "record":
+            yield str(schema["name"]).rsplit(".", 1)[-1], schema
+            for field in schema.get("fields", ()):
+                yield from _records(field["type"])
+        elif schema.get("type") in ("array", "map"):
+            yield from _records(schema.get("items", schema.get("values")))
