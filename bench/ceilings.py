@@ -38,11 +38,12 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
-from bench.connect import CONNECT_VERSION, HOME
+from bench.connect import HOME
 from bench.debezium import COMPRESSION, DDL, PARTITIONS, bench_store, person_table, q, update
 from bench.report import RESULTS, summary, write
 from civsync.config import load_settings
 from civsync.services import LocalServices
+from civsync.services.connect import CONNECT_VERSION
 from civsync.services.maven import Artifact, resolve
 from connectors.kafka.avro import PRODUCER_DEFAULTS
 from connectors.postgres import Connection, connect

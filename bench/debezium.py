@@ -8,8 +8,9 @@ this run's own (``dbzbench-<time>``), one tool after the other on a fresh copy o
 
 - snapshot: N rows preloaded; civsync's ``capture run`` (wal2json, incremental snapshot, Avro)
   against Debezium's PostgreSQL connector (pgoutput, ``snapshot.mode=initial``, JSON with
-  schemas, in a Connect standalone worker, bench/connect.py); rows/s from the start of the
-  process (civsync) or the connector's creation (Debezium) until all N records are on the topic;
+  schemas, in a Connect standalone worker, civsync/services/connect.py); rows/s from the
+  start of the process (civsync) or the connector's creation (Debezium) until all N records
+  are on the topic;
 - streaming: the tool is stopped, M updates are committed (1,000 per transaction), the tool is
   started again (civsync: a new process; Debezium: ``PUT /connectors/<name>/resume``), events/s
   until all M are on the topic. The same backlog method as bench/capture.py;
@@ -49,11 +50,12 @@ from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
 from bench import capture
-from bench.connect import CONNECT_VERSION, DEBEZIUM_VERSION, ConnectWorker
+from bench.connect import HOME as CONNECT_HOME
 from bench.cpu import cpu_by_component, per_record
 from bench.report import summary, write
 from civsync.config import CivsyncSettings, load_settings
 from civsync.services import LocalServices
+from civsync.services.connect import CONNECT_VERSION, DEBEZIUM_VERSION, ConnectWorker
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import Connection, connect
 from connectors.settings import StoreSettings
@@ -501,7 +503,7 @@ def main() -> None:
     os.environ["CIVSYNC_CIVIL__DBNAME"] = source.dbname
     os.environ["CIVSYNC_MERGE__TOPIC_PREFIX"] = prefix
     runs = []
-    with ConnectWorker(settings.kafka.bootstrap_servers, prefix) as worker:
+    with ConnectWorker(settings.kafka.bootstrap_servers, prefix, home=CONNECT_HOME) as worker:
         rig = Rig(settings, source, target, TopicAdmin(settings.kafka), worker, prefix)
         try:
             if not args.smoke:  # JIT-compile the worker's hot paths, as in a long-lived worker

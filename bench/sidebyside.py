@@ -41,10 +41,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
 from bench import ceilings, debezium, e2e
-from bench.connect import CONNECT_VERSION, DEBEZIUM_VERSION, ConnectWorker
+from bench.connect import HOME as CONNECT_HOME
 from bench.report import RESULTS, summary, write
 from civsync.config import load_settings
 from civsync.services import LocalServices
+from civsync.services.connect import CONNECT_VERSION, DEBEZIUM_VERSION, ConnectWorker
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import connect
 from tests.integration.merge_support import Pipeline, pipeline, wait_for
@@ -294,7 +295,7 @@ def main() -> None:
     os.environ["CIVSYNC_CIVIL__DBNAME"] = source.dbname
     os.environ["CIVSYNC_POPULATION__DBNAME"] = target.dbname
     runs: list[dict[str, Any]] = []
-    with ConnectWorker(settings.kafka.bootstrap_servers, prefix) as worker:
+    with ConnectWorker(settings.kafka.bootstrap_servers, prefix, home=CONNECT_HOME) as worker:
         rig = debezium.Rig(settings, source, target, TopicAdmin(settings.kafka), worker, prefix)
         try:
             if not args.smoke:  # JIT-compile the worker's hot paths, as in a long-lived worker

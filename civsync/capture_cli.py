@@ -65,6 +65,7 @@ def run(
             registry,
             partitions=partitions,
             topic_prefix=settings.merge.topic_prefix,
+            capture=settings.capture,
         )
         capture = CaptureConfig(
             store=store,

@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from connectors.merge.settings import MergeSettings
 from connectors.settings import (
+    CaptureSettings,
     CivilStoreSettings,
     KafkaSettings,
     PopulationStoreSettings,
@@ -48,6 +49,7 @@ class CivsyncSettings(BaseSettings):
     civil: CivilStoreSettings = CivilStoreSettings()
     population: PopulationStoreSettings = PopulationStoreSettings()
     merge: MergeSettings = MergeSettings()
+    capture: CaptureSettings = CaptureSettings()
 
     @classmethod
     def settings_customise_sources(

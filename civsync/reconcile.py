@@ -24,14 +24,14 @@ from psycopg import sql
 from civsync.config import CivsyncSettings
 from connectors.kafka.admin import TopicAdmin
 from connectors.kafka.avro import AvroProducer
-from connectors.merge.records import MergeTopics, edit_to_avro, edits_partition
+from connectors.merge.records import MergeTopics, edit_to_avro
 from connectors.postgres import connect
 from connectors.registry import SchemaRegistry
 from connectors.settings import StoreSettings
 from engine.errors import ConfigError
 from engine.events import Value
 from engine.hlc import HybridClock
-from engine.mapping import PersonEdit, TableMapping
+from engine.mapping import PersonEdit, TableMapping, person_partition
 from engine.reconcile import MISSING, Mismatch, Row, compare
 
 _FETCH = 5_000
@@ -159,7 +159,7 @@ class _Repairs:
                         topics.edits,
                         {"person": pin},
                         edit_to_avro(edit),
-                        partition=edits_partition(pin, partitions),
+                        partition=person_partition(pin, partitions),
                     )
             producer.flush()
         return len(self._fields)

@@ -99,3 +99,19 @@ class PopulationStoreSettings(StoreSettings):
 
     port: int = Field(default=5434, ge=1, le=65535)
     dbname: str = Field(default="population", min_length=1)
+
+
+class CaptureSettings(_Frozen):
+    """How capture publishes: ``partition_by`` routes a table's events by one of its columns
+    (``"<store>.<schema>.<table>" = "<column>"``, e.g. acts by the person's PIN) instead of by
+    the row's key, as Debezium's PartitionRouting does, so that all of a person's events share
+    a partition: the person's partition in the merger's topics (``engine.mapping``)."""
+
+    partition_by: dict[str, str] = Field(
+        default_factory=dict,
+        description="table (store.schema.table) -> column whose value picks the partition",
+    )
+
+    def route(self, store: str, schema: str, table: str) -> str | None:
+        """The column that partitions ``store``'s ``schema.table``, if any."""
+        return self.partition_by.get(f"{store}.{schema}.{table}")

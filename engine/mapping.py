@@ -23,6 +23,7 @@ person whose snapshot row was superseded by that update is still known in full.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,13 @@ def local_id_of(person: str, store: str) -> str | None:
 
 def is_provisional(person: str) -> bool:
     return PROVISIONAL in person
+
+
+def person_partition(person: str, partitions: int) -> int:
+    """The partition of ``person`` among ``partitions``, the same in every process: the
+    merger's edits topic, and a source topic routed by the person's column, both use it, so a
+    person's events and edits share a partition number."""
+    return zlib.crc32(person.encode()) % partitions
 
 
 @dataclass(frozen=True)

@@ -29,14 +29,14 @@ _DEPENDENCY = """    <dependency>
     </dependency>"""
 
 
-_EXCLUDE_ALL = (
-    "<exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>"
-)
+_EXCLUSION = "<exclusion><groupId>{group}</groupId><artifactId>{artifact}</artifactId></exclusion>"
 
 
 @dataclass(frozen=True)
 class Artifact:
-    """A Maven coordinate; ``classifier`` and ``type`` select an archive (``all``, ``tar.gz``)."""
+    """A Maven coordinate; ``classifier`` and ``type`` select an archive (``all``, ``tar.gz``).
+    ``transitive=False`` takes the artifact alone; ``exclude`` leaves out some of its
+    dependencies (``group:artifact``, with what they bring)."""
 
     group: str
     artifact: str
@@ -44,13 +44,19 @@ class Artifact:
     classifier: str | None = None
     type: str = "jar"
     transitive: bool = True
+    exclude: tuple[str, ...] = ()
 
     def as_dependency(self) -> str:
         extra = f"<type>{self.type}</type>" if self.type != "jar" else ""
         if self.classifier:
             extra += f"<classifier>{self.classifier}</classifier>"
-        if not self.transitive:
-            extra += _EXCLUDE_ALL
+        excluded = ("*:*",) if not self.transitive else self.exclude
+        if excluded:
+            extra += "<exclusions>"
+            for coordinate in excluded:
+                group, artifact = coordinate.split(":")
+                extra += _EXCLUSION.format(group=group, artifact=artifact)
+            extra += "</exclusions>"
         return _DEPENDENCY.format(
             group=self.group, artifact=self.artifact, version=self.version, extra=extra
         )

@@ -29,9 +29,10 @@ from connectors.quarantine import (
     quarantine_spec,
 )
 from connectors.registry import BACKWARD_TRANSITIVE, RegistryRejectedError, SchemaRegistry
-from connectors.settings import KafkaSettings
+from connectors.settings import CaptureSettings, KafkaSettings
 from engine.errors import FatalError
 from engine.events import ChangeEvent, Row, SnapshotMarker
+from engine.mapping import person_partition
 
 _NOT_AVRO = re.compile(r"[^A-Za-z0-9_.]")  # Avro names: letters, digits, _ (and . between)
 
@@ -55,9 +56,24 @@ class TableTopic:
     topic: AvroTopic
     key: Callable[[Row], dict[str, Any]]
     row: Callable[[Row], dict[str, Any]]
+    route: str | None = None  # the column whose value picks the partition, not the key
+
+    def partition(self, event: ChangeEvent, partitions: int) -> int | None:
+        """The partition ``route`` picks for ``event`` (the row after the change, or before
+        it for a delete); None, the key's partition, where the row has no value there."""
+        if self.route is None:
+            return None
+        row = event.after if event.after is not None else event.before
+        value = None if row is None else row.get(self.route)
+        return None if value is None else person_partition(str(value), partitions)
 
     @classmethod
-    def of(cls, name: str, event: ChangeEvent) -> TableTopic:
+    def of(cls, name: str, event: ChangeEvent, route: str | None = None) -> TableTopic:
+        if route is not None and route not in event.column_types:
+            raise FatalError(
+                f"[capture] partition_by routes {event.table_id} of {event.source.store} by"
+                f" column {route!r}, which the table does not have"
+            )
         namespace = _NOT_AVRO.sub("_", name)
         columns = [Column(column, pg_type) for column, pg_type in event.column_types.items()]
         key = [Column(column, event.column_types.get(column, "text")) for column in event.key]
@@ -69,6 +85,7 @@ class TableTopic:
             ),
             to_avro_row(key),
             to_avro_row(columns),
+            route,
         )
 
     def record(self, event: ChangeEvent, published_ms: int, prefix: str) -> dict[str, Any]:
@@ -115,6 +132,7 @@ class ChangePublisher:
         partitions: int,
         replication_factor: int = 1,
         topic_prefix: str = "civsync",
+        capture: CaptureSettings | None = None,
     ) -> None:
         self._kafka = kafka
         self._producer = AvroProducer(kafka, registry)
@@ -122,6 +140,7 @@ class ChangePublisher:
         self._registry = registry
         self._partitions, self._replication = partitions, replication_factor
         self._prefix = topic_prefix
+        self._capture = capture or CaptureSettings()
         self._topics: dict[str, AvroTopic] = {}
         self._tables: dict[tuple[Any, ...], TableTopic] = {}  # by topic, key and columns
         self.published = 0
@@ -131,7 +150,8 @@ class ChangePublisher:
         table = self._table(event)
         try:
             record = table.record(event, _now_ms(), self._prefix)
-            self._producer.produce(table.topic, table.key(event.key), record)
+            partition = table.partition(event, self._partitions)
+            self._producer.produce(table.topic, table.key(event.key), record, partition=partition)
         except (EncodingError, ValueError) as exc:
             received = {
                 "event_id": event.event_id,
@@ -201,7 +221,8 @@ class ChangePublisher:
         shape = (name, tuple(event.key), tuple(event.column_types.items()))
         table = self._tables.get(shape)
         if table is None:
-            table = TableTopic.of(name, event)
+            route = self._capture.route(source.store, source.schema, source.table)
+            table = TableTopic.of(name, event, route)
             try:
                 self._ensure(name, table.topic)
             except RegistryRejectedError as exc:

@@ -43,7 +43,6 @@ from connectors.merge.records import (
     conflict_to_avro,
     edit_from_avro,
     edit_to_avro,
-    edits_partition,
     person_to_avro,
     state_from_json,
     state_to_json,
@@ -54,7 +53,13 @@ from connectors.quarantine import QUARANTINE, as_json, quarantine_record
 from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
 from connectors.resilience import run_until_stopped
 from connectors.settings import KafkaSettings
-from engine.mapping import PersonEdit, PersonMapper, UnusableChange, is_provisional
+from engine.mapping import (
+    PersonEdit,
+    PersonMapper,
+    UnusableChange,
+    is_provisional,
+    person_partition,
+)
 from engine.merge import Conflict
 from engine.person import MergedPerson, link, merge
 from engine.pin import Severity, check_pin
@@ -247,7 +252,7 @@ class Merger:
     ) -> None:
         """Publish ``edit`` on its person's partition of the edits topic; if this process
         owns that partition, merge it now, one hop earlier."""
-        partition = edits_partition(edit.person, self._config.settings.partitions)
+        partition = person_partition(edit.person, self._config.settings.partitions)
         ours = partition in self._people
         producer.produce(
             self._topics.edits,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -66,11 +65,6 @@ class MergeTopics:
             TopicSpec(self.conflicts.name, n, rf, retention_ms=FOREVER),
             quarantine_spec(n, rf),
         ]
-
-
-def edits_partition(person: str, partitions: int) -> int:
-    """The partition of ``person`` in the edits topic: the same in every process."""
-    return zlib.crc32(person.encode()) % partitions
 
 
 def _hlc(record: Mapping[str, Any]) -> Hlc:

@@ -16,13 +16,13 @@ from typing import Any
 from connectors.kafka.admin import TopicAdmin
 from connectors.kafka.avro import AvroDecoder, AvroProducer
 from connectors.kafka.reader import read_to_end
-from connectors.merge.records import MergeTopics, edit_to_avro, edits_partition
+from connectors.merge.records import MergeTopics, edit_to_avro
 from connectors.registry import SchemaRegistry
 from connectors.settings import KafkaSettings
 from engine.errors import FatalError
 from engine.events import Hlc, Value
 from engine.hlc import HybridClock
-from engine.mapping import PersonEdit
+from engine.mapping import PersonEdit, person_partition
 from engine.policy import STEWARD
 
 PENDING = ("held", "review")  # decisions that wait for a steward
@@ -95,7 +95,7 @@ def resolve(
         topics.edits,
         {"person": decision.person},
         edit_to_avro(decision),
-        partition=edits_partition(decision.person, partitions),
+        partition=person_partition(decision.person, partitions),
     )
     producer.flush()
     return decision

@@ -20,6 +20,7 @@ from connectors.kafka.avro import AvroDecoder
 from connectors.kafka.reader import read_to_end
 from connectors.postgres import Connection
 from connectors.registry import SchemaRegistry
+from connectors.settings import CaptureSettings
 
 
 def q(statement: str, table: str) -> sql.Composed:
@@ -36,9 +37,10 @@ def running_capture(
     tables: list[str],
     *,
     snapshot_chunk: int = 5_000,
+    capture: CaptureSettings | None = None,
 ) -> Iterator[CaptureStream]:
     """A capture stream of ``tables`` running in a thread until the block ends."""
-    publisher = ChangePublisher(settings.kafka, registry, partitions=3)
+    publisher = ChangePublisher(settings.kafka, registry, partitions=3, capture=capture)
     config = CaptureConfig(
         store=store,
         slot=slot,

@@ -210,7 +210,7 @@ def test_a_100k_row_transaction_streams_through_bounded_memory(
 
     records = read_topic(settings, registry, topic_for("civil", "public", table))
     assert len({r["event_id"] for r in records}) == rows
-    assert len({r["source"]["txid"] for r in records}) == 1
+    assert len({r["source"]["txId"] for r in records}) == 1
     assert peak_mb < 300, f"capture peaked at {peak_mb:.0f} MB for one large transaction"
 
 

@@ -13,9 +13,13 @@ from psycopg import sql
 
 from civsync.config import CivsyncSettings
 from connectors.capture.slot import APPLY_ORIGIN
+from connectors.kafka.avro import AvroDecoder
+from connectors.kafka.reader import read_to_end
 from connectors.postgres import Connection, connect
 from connectors.quarantine import QUARANTINE_TOPIC
 from connectors.registry import SchemaRegistry
+from connectors.settings import CaptureSettings
+from engine.mapping import person_partition
 from tests.integration.capture_support import (
     drop_slot,
     events_of,
@@ -222,3 +226,37 @@ def test_each_store_is_captured_into_its_own_topics(
     assert {e["source"]["store"] for e in events} == {store}
     assert {e["source"]["db"] for e in events} == {settings.stores()[store].dbname}
     assert all(e["event_id"].startswith(f"{store}:") for e in events)
+
+
+def test_a_table_routed_by_a_column_puts_each_values_events_on_its_partition(
+    settings: CivsyncSettings,
+    registry: SchemaRegistry,
+    civil: Connection,
+    side_table: Callable[[str, str], str],
+) -> None:
+    """Issue 12, partition routing: acts keyed by their own id, routed by the person's PIN,
+    land on the PIN's partition (the merger's, ``person_partition``), deletes too."""
+    acts = side_table("acts", "id bigint PRIMARY KEY, pin text, note text")
+    routes = CaptureSettings(partition_by={f"civil.public.{acts}": "pin"})
+    pins = [f"07919500{n:04d}" for n in range(12)]
+    try:
+        with running_capture(settings, registry, "civil", acts, [acts], capture=routes):
+            wait_caught_up(civil, acts)
+            for n in range(60):
+                row = (n, pins[n % 12])
+                civil.execute(q("INSERT INTO {t} VALUES (%s, %s, 'act')", acts), row)
+            civil.execute(q("UPDATE {t} SET note = 'corrected' WHERE id < 30", acts))
+            civil.execute(q("DELETE FROM {t} WHERE id >= 50", acts))
+            wait_caught_up(civil, acts)
+    finally:
+        drop_slot(civil, acts)
+
+    decoder = AvroDecoder(registry)
+    placed = []
+    for message in read_to_end(settings.kafka, f"civsync.civil.{acts}"):
+        value = decoder.decode(message.value() or b"", acts)
+        row = value["after"] or value["before"]
+        placed.append((row["pin"], message.partition()))
+    assert len(placed) == 60 + 30 + 10
+    assert {partition for _, partition in placed} != {placed[0][1]}  # not all on one partition
+    assert all(partition == person_partition(pin, 3) for pin, partition in placed)

@@ -19,13 +19,12 @@ from connectors.merge.records import (
     conflict_to_avro,
     edit_from_avro,
     edit_to_avro,
-    edits_partition,
     person_to_avro,
     state_from_json,
     state_to_json,
 )
 from engine.events import Hlc, Value
-from engine.mapping import PersonEdit
+from engine.mapping import PersonEdit, person_partition
 from engine.merge import Conflict
 from engine.person import MergedPerson, merge
 from engine.policy import CIVIL, DEFAULT_POLICY, POPULATION, STEWARD
@@ -203,9 +202,9 @@ def test_an_edit_record_matches_its_schema_and_gives_back_the_edit(
     [("p1", 12, 7), ("079203001234", 12, 4), ("Nguyễn", 3, 1), ("p1", 1, 0)],
 )
 def test_a_persons_edits_partition_is_fixed(person: str, partitions: int, expected: int) -> None:
-    assert edits_partition(person, partitions) == expected  # the same in every process
+    assert person_partition(person, partitions) == expected  # the same in every process
 
 
 @given(st.text(), st.integers(1, 256))
 def test_the_edits_partition_is_within_range(person: str, partitions: int) -> None:
-    assert 0 <= edits_partition(person, partitions) < partitions
+    assert 0 <= person_partition(person, partitions) < partitions
