@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -256,7 +257,9 @@ def test_a_table_routed_by_a_column_puts_each_values_events_on_its_partition(
     for message in read_to_end(settings.kafka, f"civsync.civil.{acts}"):
         value = decoder.decode(message.value() or b"", acts)
         row = value["after"] or value["before"]
-        placed.append((row["pin"], message.partition()))
-    assert len(placed) == 60 + 30 + 10
-    assert {partition for _, partition in placed} != {placed[0][1]}  # not all on one partition
-    assert all(partition == person_partition(pin, 3) for pin, partition in placed)
+        placed.append((value["op"], row["pin"], message.partition()))
+    ops = Counter(op for op, _, _ in placed)
+    assert ops == {"c": 60, "u": 30, "d": 10}, f"events by op: {ops}"
+    assert len({partition for _, _, partition in placed}) > 1  # not all on one partition
+    misplaced = [(op, pin, p) for op, pin, p in placed if p != person_partition(pin, 3)]
+    assert not misplaced, f"{len(misplaced)} events off their PIN's partition: {misplaced[:3]}"
