@@ -17,10 +17,6 @@ from pathlib import Path
 
 from engine.errors import FatalError
 
-# Services started by this process. They run on in their own sessions after it exits; their
-# handles are kept so that none is garbage-collected while its service runs.
-_STARTED: list[subprocess.Popen[bytes]] = []
-
 
 class LauncherError(FatalError):
     """A local service could not be installed, started or stopped."""
@@ -48,17 +44,21 @@ class ManagedProcess:
         """Start ``argv`` detached from this session, output appended to the log file."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
-            child = subprocess.Popen(
+            # posix_spawn, not Popen: the service outlives this process, and a Popen dropped
+            # while its child runs warns (ResourceWarning) when it is garbage-collected.
+            pid = os.posix_spawnp(
+                argv[0],
                 list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
+                {**os.environ, **(env or {})},
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+                    (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+                ],
+                setsid=True,
             )
-        self.pid_file.write_text(f"{child.pid}\n")
-        _STARTED.append(child)  # outlives this call: a Popen dropped while running warns
-        return child.pid
+        self.pid_file.write_text(f"{pid}\n")
+        return pid
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """SIGTERM, then SIGKILL after ``timeout_s``. True if a process was stopped."""
