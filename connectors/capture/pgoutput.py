@@ -187,7 +187,12 @@ class PgOutputDecoder:
             columns.append(name)
             identity.append(bool(flags & 1))
         info = TableInfo((), {}) if schema == CIVSYNC_SCHEMA else self.catalog.describe(relid)
-        self._relations[relid] = _Relation(schema, table, tuple(columns), tuple(identity), info)
+        # The message lists the columns as of its position in the WAL, the catalog as of now:
+        # a column dropped since keeps a type, as text, so events and schema still agree.
+        types = {name: info.types.get(name, "text") for name in columns}
+        self._relations[relid] = _Relation(
+            schema, table, tuple(columns), tuple(identity), TableInfo(info.key, types)
+        )
 
     def _message(self, message: _Reader, lsn: int) -> LogMessage:
         message.int8()  # flags: transactional or not

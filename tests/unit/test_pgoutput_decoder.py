@@ -253,3 +253,19 @@ def test_lsn_text_round_trips(lsn: int) -> None:
 )
 def test_values_by_type(pg_type: str, text: str | None, published: Any) -> None:
     assert value_of(pg_type, text) == published
+
+
+def test_a_column_dropped_since_the_change_keeps_its_value_typed_as_text() -> None:
+    """The Relation message lists the columns as of the change; the catalog is read now."""
+
+    class AfterDrop(FakeCatalog):
+        def describe(self, relid: int) -> TableInfo:
+            return TableInfo(("id",), {"id": "bigint", "full_name": "text", "fee": "numeric"})
+
+    decoder = PgOutputDecoder("civil", "civil", AfterDrop())
+    decoded = [e for m in (relation(), begin(), insert(ROW)) for e in decoder.decode(0, m)]
+    (event,) = [e for e in decoded if isinstance(e, ChangeEvent)]
+    assert event.after is not None
+    assert event.after["note"] == "ghi chú"
+    assert list(event.column_types) == ["id", "full_name", "note", "fee"]
+    assert event.column_types["note"] == "text"
