@@ -2,9 +2,10 @@
 
 pgoutput frames each transaction with Begin (B), which already names the commit LSN that
 makes event ids stable, and Commit (C), whose end LSN is the position capture confirms. A
-Relation (R) message describes a table before its first change and again after DDL; its
-columns' type names and the table's primary key come from the catalog once per relation
-(``Catalog``), not per change. An Origin (O) message marks a transaction replayed by one of
+Relation (R) message describes a table before its first change and again after DDL: its
+columns and their type oids as of that position in the WAL, which the catalog names once per
+type, and the table's primary key, looked up once per Relation message (``Catalog``), never
+per change. An Origin (O) message marks a transaction replayed by one of
 civsync's own writers: its changes are skipped (no echo). Logical messages (M) carry the
 snapshot watermarks.
 
@@ -73,9 +74,14 @@ class TableInfo:
 
 
 class Catalog(Protocol):
-    """Looks a relation up in the store's catalog (once per Relation message)."""
+    """Looks a relation's primary key up in the store's catalog (once per Relation message),
+    and names a column's type (once per type)."""
 
     def describe(self, relid: int) -> TableInfo: ...
+
+    def type_name(self, oid: int, typmod: int) -> str:
+        """The base type (a domain's underlying type) as ``format_type`` names it."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ class PgOutputDecoder:
     catalog: Catalog
     skip_origins: frozenset[str] = frozenset()
     _relations: dict[int, _Relation] = field(default_factory=dict)
+    _type_names: dict[tuple[int, int], str] = field(default_factory=dict)
     _txn: _Transaction | None = None
 
     @property
@@ -179,20 +186,23 @@ class PgOutputDecoder:
     def _relation(self, message: _Reader) -> None:
         relid, schema, table = message.int32(), message.string(), message.string()
         message.int8()  # replica identity setting: the columns' flags say what it covers
-        columns, identity = [], []
+        columns, identity, types = [], [], {}
         for _ in range(message.int16()):
-            flags, name = message.int8(), message.string()
-            message.int32()  # type oid: the catalog names the type
-            message.int32()  # typmod
+            flags, name, oid, typmod = message.int8(), message.string(), *_type(message)
             columns.append(name)
             identity.append(bool(flags & 1))
-        info = TableInfo((), {}) if schema == CIVSYNC_SCHEMA else self.catalog.describe(relid)
-        # The message lists the columns as of its position in the WAL, the catalog as of now:
-        # a column dropped since keeps a type, as text, so events and schema still agree.
-        types = {name: info.types.get(name, "text") for name in columns}
-        self._relations[relid] = _Relation(
-            schema, table, tuple(columns), tuple(identity), TableInfo(info.key, types)
-        )
+            types[name] = self._type_name(oid, typmod)
+        if schema == CIVSYNC_SCHEMA:
+            info = TableInfo((), types)
+        else:  # the columns and types as of the change's position in the WAL, not as of now
+            info = TableInfo(self.catalog.describe(relid).key, types)
+        self._relations[relid] = _Relation(schema, table, tuple(columns), tuple(identity), info)
+
+    def _type_name(self, oid: int, typmod: int) -> str:
+        name = self._type_names.get((oid, typmod))
+        if name is None:
+            name = self._type_names[(oid, typmod)] = self.catalog.type_name(oid, typmod)
+        return name
 
     def _message(self, message: _Reader, lsn: int) -> LogMessage:
         message.int8()  # flags: transactional or not
@@ -301,6 +311,12 @@ def _tuple(
         else:
             raise MalformedChangeError(f"unknown column kind {kind!r} in {relation.table}")
     return row, tuple(toasted)
+
+
+def _type(message: _Reader) -> tuple[int, int]:
+    """A Relation column's type oid and typmod."""
+    oid = int(struct.unpack_from("!I", message.raw(4))[0])
+    return oid, message.int32()
 
 
 def _key(columns: tuple[str, ...], row: Mapping[str, Value] | None) -> dict[str, Value] | None:

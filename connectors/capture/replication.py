@@ -130,3 +130,14 @@ class StoreCatalog:
         except psycopg.Error as exc:
             raise classify(exc, f"describing relation {relid}") from exc
         return TableInfo(key, dict(columns))
+
+    def type_name(self, oid: int, typmod: int) -> str:
+        try:
+            row = self._conn.execute(
+                "SELECT CASE WHEN typtype = 'd' THEN format_type(typbasetype, typtypmod)"
+                " ELSE format_type(oid, %s) END FROM pg_type WHERE oid = %s",
+                (typmod, oid),
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise classify(exc, f"naming type {oid}") from exc
+        return "text" if row is None else str(row[0])  # a type dropped since: its text form

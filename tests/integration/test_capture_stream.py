@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -13,6 +14,7 @@ import pytest
 from psycopg import sql
 
 from civsync.config import CivsyncSettings
+from connectors.capture.publisher import SchemaRefusedError
 from connectors.capture.slot import APPLY_ORIGIN
 from connectors.kafka.avro import AvroDecoder
 from connectors.kafka.reader import read_to_end
@@ -29,6 +31,7 @@ from tests.integration.capture_support import (
     running_capture,
     wait_caught_up,
 )
+from tests.integration.merge_support import wait_for
 
 DDL = """CREATE TABLE {t} (
     id bigint PRIMARY KEY, full_name text, birth_date date, fee numeric(12,2),
@@ -263,3 +266,55 @@ def test_a_table_routed_by_a_column_puts_each_values_events_on_its_partition(
     assert len({partition for _, _, partition in placed}) > 1  # not all on one partition
     misplaced = [(op, pin, p) for op, pin, p in placed if p != person_partition(pin, 3)]
     assert not misplaced, f"{len(misplaced)} events off their PIN's partition: {misplaced[:3]}"
+
+
+def test_a_table_whose_columns_change_gets_a_new_schema_version_and_a_refused_one_stops(
+    settings: CivsyncSettings,
+    registry: SchemaRegistry,
+    civil: Connection,
+    side_table: Callable[[str, str], str],
+) -> None:
+    """Issue 12: ALTER TABLE adds and drops columns under new schema versions that readers
+    of the old ones still read (BACKWARD_TRANSITIVE); a type change the registry refuses stops
+    capture with an error naming the table, and nothing after it is published."""
+    people = side_table("evolving", "id bigint PRIMARY KEY, full_name text, age integer")
+    insert = "INSERT INTO {t} VALUES (%s, %s, %s)"
+    try:
+        with running_capture(settings, registry, "civil", people, [people]):
+            wait_caught_up(civil, people)
+            civil.execute(q(insert, people), (1, "An", 30))
+            civil.execute(q("ALTER TABLE {t} ADD COLUMN nickname text", people))
+            civil.execute(
+                q("INSERT INTO {t} VALUES (%s, %s, %s, %s)", people), (2, "Bình", 40, "Bi")
+            )
+            civil.execute(q("ALTER TABLE {t} DROP COLUMN age", people))
+            civil.execute(q(insert, people), (3, "Chi", "C"))
+            wait_caught_up(civil, people)
+        subject = f"civsync.civil.{people}-value"
+        assert len(registry.client.get_versions(subject)) == 3
+        rows = [e["after"] for e in events_of(settings, registry, "civil", people)]
+        assert rows == [
+            {"id": 1, "full_name": "An", "age": 30},
+            {"id": 2, "full_name": "Bình", "age": 40, "nickname": "Bi"},
+            {"id": 3, "full_name": "Chi", "nickname": "C"},
+        ]
+
+        civil.execute(q("ALTER TABLE {t} ALTER COLUMN nickname TYPE integer USING NULL", people))
+        civil.execute(q(insert, people), (4, "Dũng", 7))
+
+        def stopped() -> bool:
+            slot = civil.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (people,)
+            ).fetchone()
+            return slot is not None and not slot[0]
+
+        def capture_until_it_stops() -> None:
+            with running_capture(settings, registry, "civil", people, [people]):
+                time.sleep(1)  # capture starts and reaches the change
+                wait_for(stopped, "capture stops on the refused schema")
+
+        with pytest.raises(SchemaRefusedError, match=people):
+            capture_until_it_stops()
+        assert [e["after"]["id"] for e in events_of(settings, registry, "civil", people)][-1] == 3
+    finally:
+        drop_slot(civil, people)

@@ -28,13 +28,21 @@ PERSON = 16_401
 COLUMNS = (("id", "bigint"), ("full_name", "text"), ("note", "text"), ("fee", "numeric(20,2)"))
 
 
+OIDS = {"bigint": 20, "text": 25, "numeric(20,2)": 1700}
+TYPMODS = {"numeric(20,2)": (20 << 16 | 2) + 4}  # as PostgreSQL stores numeric(p,s)
+
+
 class FakeCatalog:
     def __init__(self, key: tuple[str, ...] = ("id",)) -> None:
-        self.key, self.asked = key, 0
+        self.key, self.asked, self.named = key, 0, 0
 
     def describe(self, relid: int) -> TableInfo:
         self.asked += 1
         return TableInfo(self.key, dict(COLUMNS))
+
+    def type_name(self, oid: int, typmod: int) -> str:
+        self.named += 1
+        return next(t for t, o in OIDS.items() if o == oid and TYPMODS.get(t, -1) == typmod)
 
 
 def _s(text: str) -> bytes:
@@ -52,8 +60,9 @@ def commit() -> bytes:
 def relation(relid: int = PERSON, schema: str = "public", key: Sequence[str] = ("id",)) -> bytes:
     body = struct.pack("!i", relid) + _s(schema) + _s("person") + b"d"
     body += struct.pack("!h", len(COLUMNS))
-    for name, _ in COLUMNS:
-        body += struct.pack("!b", int(name in key)) + _s(name) + struct.pack("!ii", 25, -1)
+    for name, pg_type in COLUMNS:
+        oid_typmod = struct.pack("!Ii", OIDS[pg_type], TYPMODS.get(pg_type, -1))
+        body += struct.pack("!b", int(name in key)) + _s(name) + oid_typmod
     return b"R" + body
 
 
@@ -255,17 +264,20 @@ def test_values_by_type(pg_type: str, text: str | None, published: Any) -> None:
     assert value_of(pg_type, text) == published
 
 
-def test_a_column_dropped_since_the_change_keeps_its_value_typed_as_text() -> None:
-    """The Relation message lists the columns as of the change; the catalog is read now."""
+def test_columns_and_types_are_the_relation_messages_as_of_the_change() -> None:
+    """The Relation message lists the columns and type oids as of the change's place in the
+    WAL; the catalog, read now, may have dropped or retyped a column since."""
 
     class AfterDrop(FakeCatalog):
         def describe(self, relid: int) -> TableInfo:
-            return TableInfo(("id",), {"id": "bigint", "full_name": "text", "fee": "numeric"})
+            return TableInfo(("id",), {"id": "bigint", "full_name": "integer"})
 
-    decoder = PgOutputDecoder("civil", "civil", AfterDrop())
+    catalog = AfterDrop()
+    decoder = PgOutputDecoder("civil", "civil", catalog)
     decoded = [e for m in (relation(), begin(), insert(ROW)) for e in decoder.decode(0, m)]
-    (event,) = [e for e in decoded if isinstance(e, ChangeEvent)]
-    assert event.after is not None
-    assert event.after["note"] == "ghi chú"
-    assert list(event.column_types) == ["id", "full_name", "note", "fee"]
-    assert event.column_types["note"] == "text"
+    decoded += [e for m in (relation(), insert(ROW)) for e in decoder.decode(0, m)]
+    first, _ = [e for e in decoded if isinstance(e, ChangeEvent)]
+    assert first.after is not None
+    assert first.after["note"] == "ghi chú"
+    assert dict(first.column_types) == dict(COLUMNS)
+    assert catalog.named == 3  # each type named once, for both Relation messages
