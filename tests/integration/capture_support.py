@@ -92,6 +92,19 @@ def civsync_process(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
+def civsync_output(*args: str) -> str:
+    """Run a `civsync` command to completion; its console output (rich writes to stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "civsync.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
 def wait_caught_up(conn: Connection, slot: str, timeout_s: float = 60.0) -> None:
     """Until capture has caught up: the slot has confirmed everything committed so far, and
     every snapshot queued for it has finished (done, or failed: tests of failures check).

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,21 +13,8 @@ from connectors.merge.steward import history
 from connectors.postgres import Connection
 from connectors.quarantine import QUARANTINE_TOPIC
 from connectors.registry import SchemaRegistry
-from tests.integration.capture_support import q, read_topic, wait_caught_up
+from tests.integration.capture_support import civsync_output, q, read_topic, wait_caught_up
 from tests.integration.merge_support import pipeline, wait_for
-
-
-def _civsync(*args: str) -> str:
-    """Run a `civsync` command to completion; its console output (rich writes to stderr)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "civsync.cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "COLUMNS": "250"},
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout + done.stderr
 
 
 def _pin(n: int) -> str:
@@ -161,10 +145,10 @@ def test_a_held_conflict_waits_for_a_steward_without_delaying_anyone_else(
         assert held["contested"]["origin"] == "population"
         assert held["standing"]["origin"] == "civil"
 
-        listed = _civsync("conflicts", "list", "--config", str(run.config))
+        listed = civsync_output("conflicts", "list", "--config", str(run.config))
         assert held["conflict_id"] in listed
         assert "1 conflict(s)" in listed
-        _civsync(
+        civsync_output(
             "conflicts", "resolve", held["conflict_id"], "--by", "steward-hanoi",
             "--value", "Phạm Thị Dung Anh", "--config", str(run.config),
         )  # fmt: skip
@@ -242,7 +226,7 @@ def test_reconcile_finds_drift_and_repair_brings_the_stores_back_by_policy(
         )
         population.execute("SELECT pg_replication_origin_session_reset()")
         out = tmp_path / "reconcile"
-        found = _civsync("reconcile", "--out", str(out), "--config", str(run.config))
+        found = civsync_output("reconcile", "--out", str(out), "--config", str(run.config))
         assert "full_name" in found
         rows = (out / "mismatches.csv").read_text(encoding="utf-8").splitlines()
         assert rows[1:] == [f"{_pin(2)},full_name,Hoàng Thị Lan 2,Hoang Thi Lan"]
@@ -252,8 +236,8 @@ def test_reconcile_finds_drift_and_repair_brings_the_stores_back_by_policy(
             "civil": "Hoàng Thị Lan 2",
             "population": "Hoang Thi Lan",
         }
-        _civsync("reconcile", "--repair", "--out", str(out), "--config", str(run.config))
+        civsync_output("reconcile", "--repair", "--out", str(out), "--config", str(run.config))
         run.settle(settings.kafka)  # civil-status owns the name: its value is applied back
         assert run.rows("population")[_pin(2)]["full_name"] == "Hoàng Thị Lan 2"
-        _civsync("reconcile", "--out", str(out), "--config", str(run.config))
+        civsync_output("reconcile", "--out", str(out), "--config", str(run.config))
         assert (out / "mismatches.csv").read_text(encoding="utf-8").splitlines()[1:] == []

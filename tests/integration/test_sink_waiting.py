@@ -18,7 +18,7 @@ from connectors.merge.sink import Waiting, missing_required, waiting_people
 from connectors.postgres import Connection
 from connectors.quarantine import QUARANTINE_TOPIC
 from connectors.registry import SchemaRegistry
-from tests.integration.capture_support import q, read_topic, wait_caught_up
+from tests.integration.capture_support import civsync_output, q, read_topic, wait_caught_up
 from tests.integration.merge_support import Pipeline, pipeline, wait_for
 
 
@@ -69,18 +69,6 @@ def _civil_sink_logging_at_info(run: Pipeline, port: int, log: Path) -> None:
         )
 
 
-def _civsync(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "civsync.cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "COLUMNS": "250"},
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout + done.stderr
-
-
 def test_a_person_missing_a_required_column_waits_until_complete(
     civil: Connection,
     population: Connection,
@@ -122,7 +110,7 @@ def test_a_person_missing_a_required_column_waits_until_complete(
         assert pin not in run.rows("civil")
         wait_for(lambda: _gauge(port) == 1, "the waiting gauge counts the person")
         run.check_alive()
-        listed = _civsync("sink", "waiting", "civil", "--config", str(run.config))
+        listed = civsync_output("sink", "waiting", "civil", "--config", str(run.config))
         assert pin in listed
         assert "full_name" in listed
         assert "1 waiting person(s)" in listed
@@ -137,7 +125,7 @@ def test_a_person_missing_a_required_column_waits_until_complete(
         assert run.rows("civil")[pin]["permanent_residence"] == "Số 5 Lê Lợi, Huế"
         assert waiting_people(civil, [target]) == []
         wait_for(lambda: _gauge(port) == 0, "the waiting gauge drops to zero")
-        assert "0 waiting person(s)" in _civsync(
+        assert "0 waiting person(s)" in civsync_output(
             "sink", "waiting", "civil", "--config", str(run.config)
         )
         run.check_alive()
