@@ -20,6 +20,7 @@ test: setup lint services-up      ## lint, every test against the real services,
 	$(BIN)/python -m bench.e2e --smoke
 	$(BIN)/python -m bench.reconcile --smoke
 	$(BIN)/python -m bench.apply_path --smoke
+	$(BIN)/python -m bench.encode --smoke
 	$(BIN)/python -m bench.sidebyside --smoke  # fetches Kafka Connect and Debezium once (about 154 MB)
 
 bench: setup services-up          ## the full benchmarks (minutes; on demand, never in CI)
@@ -27,6 +28,7 @@ bench: setup services-up          ## the full benchmarks (minutes; on demand, ne
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.reconcile
 	$(BIN)/python -m bench.apply_path
+	$(BIN)/python -m bench.encode
 
 bench-compare: setup services-up  ## civsync against Debezium and the ceilings, one run (about 25 min)
 	$(BIN)/python -m bench.sidebyside --runs 3
