@@ -6,9 +6,9 @@ that step alone, in one process, for N events of a 15-column table shaped like c
 reads (no ``before``), half updates carrying the old row, built by capture's own
 ``TableTopic.record``. Each is encoded behind the registry's 5-byte header, as
 ``connectors.kafka.avro`` does: with fastavro (``schemaless_writer`` into a BytesIO, the
-fallback) and with ``connectors.kafka.avro_encoder.compile_encoder`` (what capture uses). The two must give
-the same bytes for every event; the figures are µs per event, medians of --runs runs with
-min and max, in bench/results/encode.json.
+fallback) and with ``connectors.kafka.avro_encoder.compile_encoder`` (what capture uses).
+The two must give the same bytes for every event; the figures are µs per event, medians of
+--runs runs with min and max, in bench/results/encode.json.
 
 Run from the repository root: ``python -m bench.encode [--rows N] [--runs R] [--smoke]``.
 """
