@@ -329,9 +329,14 @@ def missing_required(
     ]
 
 
+def sink_mappings(merge: MergeSettings, store: str) -> list[TableMapping]:
+    """The mapped tables the sink of ``store`` writes."""
+    return [m for m in merge.mappings() if m.store == store and m.apply]
+
+
 def sink_tables(merge: MergeSettings, store: str) -> list[str]:
-    """The tables the sink of ``store`` writes."""
-    return [m.table for m in merge.mappings() if m.store == store and m.apply]
+    """The names of the tables the sink of ``store`` writes."""
+    return [m.table for m in sink_mappings(merge, store)]
 
 
 def waiting_people(conn: Connection, tables: list[str]) -> list[Waiting]:
@@ -394,8 +399,8 @@ class StoreSink:
     ) -> None:
         self._store, self._store_settings, self._merge = store, store_settings, merge
         self._kafka, self._poll_s = kafka, poll_s
-        self._mappings = [m for m in merge.mappings() if m.store == store and m.apply]
-        self._tables = sink_tables(merge, store)
+        self._mappings = sink_mappings(merge, store)
+        self._tables = [m.table for m in self._mappings]
         if not self._mappings:
             raise FatalError(f"no table of store {store!r} is mapped in [merge.tables]")
         self._registry = registry
