@@ -5,14 +5,16 @@ them, it goes. For N people it builds the change events a capture writes for the
 16-column person row (a snapshot read, then an update with its old row), then runs every
 record through the steps the merger and the sink take, with their own code, and times each:
 
-- decode: fastavro decoding of the typed change event and its rows back to the published
-  form (the merger's first step);
-- map: the table mapping, from change event to person edits;
-- edit: encoding the person edit for the edits topic;
-- merge: merging the edit into the person's state, field by field, under the policies;
-- state: the person's JSON state changelog record;
-- person: building and encoding the civsync.person record (values with provenance);
+- decode: fastavro decoding of the typed change event, its rows back to the published form
+  (``connectors.capture.reader``: the merger's first step);
+- step: ``engine.step.MergeStep.change``: the table mapping to person edits, the PIN checks,
+  the merge of each edit into its person's state under the policies (one hop: the person's
+  partition is the merger's own, so no edit is re-keyed);
+- state: building and encoding the person's state changelog record (Avro, the provenance);
+- person: building and encoding the lean civsync.person record (the merged values);
 - sink decode: the sink's decoding of that record.
+
+Records are encoded as the producer does (``connectors.kafka.avro_encoder``).
 
 Kafka, PostgreSQL and the producer calls are left out: sidebyside's figures include them.
 Run from the repository root: ``python -m bench.apply_path [--people N] [--runs R]``.
@@ -33,16 +35,21 @@ from bench.debezium import PERSON_FIELDS
 from bench.report import summary, write
 from connectors.capture.envelope import from_avro_row
 from connectors.capture.publisher import TableTopic
-from connectors.merge.records import edit_to_avro, person_to_avro, state_to_json
+from connectors.capture.reader import change_of
+from connectors.kafka.avro_encoder import Encoder, compile_encoder
+from connectors.merge.records import person_to_avro, state_to_avro
 from connectors.merge.settings import MergeSettings
-from engine.events import ChangeEvent, Hlc, Op, Source, Value
-from engine.mapping import PersonEdit, PersonMapper, TableMapping
-from engine.person import MergedPerson, merge
+from connectors.place_data import pre_2025_province_codes
+from engine.events import Change, ChangeEvent, Hlc, Op, Source, Value
+from engine.mapping import PersonMapper, TableMapping
+from engine.person import MergedPerson
 from engine.policy import FieldPolicy
+from engine.step import Effects, MergeStep
 from schemas import load
 
-STEPS = ("decode", "map", "edit", "merge", "state", "person", "sink decode")
-_EDIT, _PERSON = (parse_schema(json.loads(load(n))) for n in ("person_edit", "person"))
+STEPS = ("decode", "step", "state", "person", "sink decode")
+_PERSON = parse_schema(json.loads(load("person")))
+_ENCODERS = {name: compile_encoder(load(name)) for name in ("person", "person_state")}
 _TYPES = dict.fromkeys(PERSON_FIELDS, "text") | {
     "pin": "text",
     "version": "bigint",
@@ -60,12 +67,37 @@ def _decode(schema: Any, payload: bytes) -> Any:
     return schemaless_reader(io.BytesIO(payload), schema, None)
 
 
-def _edit_record(edit: PersonEdit) -> bytes:
-    return _encode(_EDIT, edit_to_avro(edit))
-
-
 def _person_record(person: MergedPerson, policies: Mapping[str, FieldPolicy]) -> bytes:
-    return _encode(_PERSON, person_to_avro(person, policies))
+    return _encoder("person")(person_to_avro(person, policies))
+
+
+def _state_record(person: MergedPerson) -> bytes:
+    return _encoder("person_state")(state_to_avro(person))
+
+
+def _encoder(name: str) -> Encoder:
+    encoder = _ENCODERS[name]
+    if encoder is None:
+        raise SystemExit(f"schema {name} has no compiled encoder: the producer would use fastavro")
+    return encoder
+
+
+class _People:
+    """Every person, in memory (``engine.step.People``)."""
+
+    def __init__(self) -> None:
+        self.people: dict[str, MergedPerson] = {}
+        self.changed: list[MergedPerson] = []
+
+    def owns(self, person: str) -> bool:
+        return True
+
+    def get(self, person: str) -> MergedPerson | None:
+        return self.people.get(person)
+
+    def put(self, merged: MergedPerson, *, changed: bool) -> None:
+        self.people[merged.state.person] = merged
+        self.changed.append(merged)
 
 
 def _change_event(n: int, op: Op, name: str) -> ChangeEvent:
@@ -104,18 +136,20 @@ def one_run(table: TableTopic, payloads: list[bytes]) -> dict[str, float]:
     schema = parse_schema(envelope)
     published = from_avro_row(envelope["fields"][0]["type"][1])  # before: ["null", Value]
 
-    def decode(payload: bytes) -> Any:
-        event = _decode(schema, payload)
-        for name in ("before", "after"):
-            if event[name] is not None:
-                event[name] = published(event[name])
-        return event
+    def decode(payload: bytes) -> Change:
+        return change_of(_decode(schema, payload), published, published)
 
-    policies = MergeSettings().policies()
-    mapper = PersonMapper(
-        [TableMapping("civil", "public.person", "pin", {f: f for f in PERSON_FIELDS})]
+    settings = MergeSettings()
+    policies = settings.policies()
+    step = MergeStep(
+        PersonMapper(
+            [TableMapping("civil", "public.person", "pin", {f: f for f in PERSON_FIELDS})]
+        ),
+        policies,
+        settings.required,
+        pre_2025_province_codes(),
     )
-    people: dict[str, MergedPerson] = {}
+    people = _People()
     spent = dict.fromkeys(STEPS, 0.0)
     clock = time.perf_counter
 
@@ -126,14 +160,13 @@ def one_run(table: TableTopic, payloads: list[bytes]) -> dict[str, float]:
         return result
 
     for payload in payloads:
-        event = timed("decode", decode, payload)
-        for edit in timed("map", mapper.edits_of, event):
-            timed("edit", _edit_record, edit)
-            person = people.get(edit.person) or MergedPerson.new(edit.person)
-            person = people[edit.person] = timed("merge", merge, person, edit, policies).person
-            timed("state", state_to_json, person)
+        change = timed("decode", decode, payload)
+        timed("step", step.change, change, people, Effects())
+        for person in people.changed:
+            timed("state", _state_record, person)
             record = timed("person", _person_record, person, policies)
             timed("sink decode", _decode, _PERSON, record)
+        people.changed.clear()
     return {step: 1e6 * seconds / len(payloads) for step, seconds in spent.items()}
 
 

@@ -45,7 +45,10 @@ def run(
     table: Annotated[
         list[str] | None, typer.Option(help="schema.table to capture (repeat)")
     ] = None,
-    partitions: Annotated[int, typer.Option(min=1, help="Partitions of new topics")] = 12,
+    partitions: Annotated[
+        int | None,
+        typer.Option(min=1, help="Partitions of new topics (default: [merge] partitions)"),
+    ] = None,
     snapshot_chunk: Annotated[int, typer.Option(min=1, help="Rows per snapshot chunk")] = 5_000,
     metrics_port: Annotated[
         int, typer.Option(min=0, help="Serve /metrics and /healthz on this loopback port; 0: off")
@@ -63,9 +66,9 @@ def run(
         publisher = ChangePublisher(
             settings.kafka,
             registry,
-            partitions=partitions,
+            partitions=partitions or settings.merge.partitions,
             topic_prefix=settings.merge.topic_prefix,
-            capture=settings.capture,
+            capture=settings.routed_capture(),
         )
         capture = CaptureConfig(
             store=store,

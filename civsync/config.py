@@ -62,6 +62,17 @@ class CivsyncSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
+    def routed_capture(self) -> CaptureSettings:
+        """``[capture]`` as capture applies it: with ``route_people``, each table the merger
+        maps is routed by its (first) person column, unless ``partition_by`` names it."""
+        if not self.capture.route_people:
+            return self.capture
+        people: dict[str, str] = {}
+        for mapping in self.merge.mappings():
+            people.setdefault(f"{mapping.store}.{mapping.table}", mapping.person_column)
+        routes = people | self.capture.partition_by
+        return self.capture.model_copy(update={"partition_by": routes})
+
     def stores(self) -> dict[str, StoreSettings]:
         """The two stores by name, in a stable order."""
         return {"civil": self.civil, "population": self.population}

@@ -17,8 +17,9 @@ from civsync.config import CivsyncSettings, load_settings
 from connectors.merge import metrics
 from connectors.merge.merger import Merger, MergerConfig
 from connectors.merge.records import MergeTopics
-from connectors.merge.sink import StoreSink, sink_tables, waiting_people
+from connectors.merge.sink import StoreSink, sink_tables
 from connectors.merge.steward import ConflictHistory, UnknownConflictError, history, resolve
+from connectors.merge.target import waiting_people
 from connectors.postgres import connect
 from connectors.registry import SchemaRegistry
 from engine.errors import CivsyncError

@@ -105,11 +105,18 @@ class CaptureSettings(_Frozen):
     """How capture publishes: ``partition_by`` routes a table's events by one of its columns
     (``"<store>.<schema>.<table>" = "<column>"``, e.g. acts by the person's PIN) instead of by
     the row's key, as Debezium's PartitionRouting does, so that all of a person's events share
-    a partition: the person's partition in the merger's topics (``engine.mapping``)."""
+    a partition: the person's partition in the merger's topics (``engine.mapping``). With
+    ``route_people`` (the default), every table the merger maps is routed by its person
+    column unless ``partition_by`` names it: the merger then merges a change where it reads
+    it, one hop. The price: a row whose person column changes has its events before and after
+    the change in two partitions (docs/capture.md, Partition routing)."""
 
     partition_by: dict[str, str] = Field(
         default_factory=dict,
         description="table (store.schema.table) -> column whose value picks the partition",
+    )
+    route_people: bool = Field(
+        default=True, description="route each table the merger maps by its person column"
     )
 
     def route(self, store: str, schema: str, table: str) -> str | None:

@@ -80,6 +80,24 @@ class ChangeEvent:
         return f"{self.source.schema}.{self.source.table}"
 
 
+@dataclass(frozen=True)
+class Change:
+    """A row change as its readers get it back from a topic: a ``ChangeEvent`` without what
+    the topic's schemas hold (the key columns, the column types), rows in published form."""
+
+    event_id: str
+    op: Op
+    source: Source
+    before: Row | None
+    after: Row | None
+    hlc: Hlc
+    previous_key: Row | None = None  # a c from a primary-key update: the old key
+
+    @property
+    def table_id(self) -> str:
+        return f"{self.source.schema}.{self.source.table}"
+
+
 def event_id(store: str, commit_lsn: int, sequence: int) -> str:
     """The id of the ``sequence``-th change of the transaction committed at ``commit_lsn``."""
     return f"{store}:{commit_lsn:016x}:{sequence}"

@@ -14,9 +14,9 @@ person's PIN, the columns holding shared fields, and what else a row of that tab
 - ``keys`` and ``apply``: for sinks, whether the table is written, and which people it holds.
 
 A table can have several mappings (a marriage describes both spouses). ``PersonMapper`` turns
-a change event, its rows in the published form (``connectors.capture.reader``), into
-``PersonEdit``s: only the fields the change set are edits, so an update of one column never
-restates the others with a newer clock. The other columns of an update's full row image are
+a ``Change`` (a change event as read back from its topic) into ``PersonEdit``s: only the
+fields the change set are edits, so an update of one column never restates the others with
+a newer clock. The other columns of an update's full row image are
 *learned*: the store's current values, ranked below every real edit (``engine.merge``), so a
 person whose snapshot row was superseded by that update is still known in full.
 """
@@ -26,9 +26,8 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from engine.events import Hlc, Value
+from engine.events import Change, Hlc, Op, Row, Value
 from engine.merge import FieldEdit
 
 PROVISIONAL = "#"  # separates store and local id in a provisional person key
@@ -156,30 +155,26 @@ class PersonMapper:
         for mapping in self.tables:
             self._by_source.setdefault((mapping.store, mapping.table), []).append(mapping)
 
-    def edits_of(self, event: Mapping[str, Any]) -> list[PersonEdit]:
-        """The person edits and identity links in ``event``; none if it sets no shared field.
+    def edits_of(self, change: Change) -> list[PersonEdit]:
+        """The person edits and identity links in ``change``; none if it sets no shared field.
 
         A delete edits nothing: registrations are acts, and a person is never removed by
         synchronisation; the delete stays on its source topic for auditors.
         """
-        source = event["source"]
-        table = f"{source['schema']}.{source['table']}"
-        mappings = self._by_source.get((source["store"], table))
+        store, table = change.source.store, change.table_id
+        mappings = self._by_source.get((store, table))
         if mappings is None:
             raise UnusableChange(
-                "merge.unmapped_table", f"{source['store']} table {table} has no person mapping"
+                "merge.unmapped_table", f"{store} table {table} has no person mapping"
             )
-        after, before = event.get("after"), event.get("before")
-        if event["op"] == "d" or after is None:
+        after, before = change.after, change.before
+        if change.op is Op.DELETE or after is None:
             return []
-        return [edit for m in mappings for edit in _edits(m, event, after, before)]
+        return [edit for m in mappings for edit in _edits(m, change, after, before)]
 
 
 def _edits(
-    mapping: TableMapping,
-    event: Mapping[str, Any],
-    after: Mapping[str, Value],
-    before: Mapping[str, Value] | None,
+    mapping: TableMapping, change: Change, after: Row, before: Row | None
 ) -> list[PersonEdit]:
     person = mapping.key_of(after)
     if person is None:
@@ -187,7 +182,6 @@ def _edits(
             "merge.no_person_key",
             f"{mapping.store} {mapping.table}: column {mapping.person_column} is empty",
         )
-    hlc = event["hlc"]
 
     def edit(
         key: str,
@@ -199,8 +193,8 @@ def _edits(
         return PersonEdit(
             person=key,
             origin=mapping.store,
-            event_id=event["event_id"],
-            hlc=Hlc(hlc["wall_ms"], hlc["logical"], hlc["node"]),
+            event_id=change.event_id,
+            hlc=change.hlc,
             fields=fields,
             link_to=link_to,
             former_keys=() if former is None else (former,),
@@ -208,7 +202,7 @@ def _edits(
             learned=learned or {},
         )
 
-    prior_key = _prior_key(mapping, event["op"], after, before, event.get("previous_key"))
+    prior_key = _prior_key(mapping, change.op, after, before, change.previous_key)
     if mapping.link_column is not None:  # a link table's columns are only for sinks
         target = after.get(mapping.link_column)
         changed = before is None or before.get(mapping.link_column) != target
@@ -216,7 +210,7 @@ def _edits(
             return []
         return [edit(person, {}, link_to=str(target))]
     # An update without the old row (no REPLICA IDENTITY FULL) restates every column.
-    restates_nulls = event["op"] == "u" and before is None
+    restates_nulls = change.op is Op.UPDATE and before is None
     if prior_key is None or prior_key == person:
         fields = _fields(mapping, after, before, restates_nulls=restates_nulls)
         learned = _learned(mapping, after, fields) if before is not None else {}
@@ -228,22 +222,18 @@ def _edits(
 
 
 def _prior_key(
-    mapping: TableMapping,
-    op: str,
-    after: Mapping[str, Value],
-    before: Mapping[str, Value] | None,
-    previous_key: Mapping[str, Value] | None,
+    mapping: TableMapping, op: Op, after: Row, before: Row | None, previous_key: Row | None
 ) -> str | None:
     """The key the row's person had before this change: from the old row of an update; from
     the old primary key of a create that a key update produced (a re-issued PIN); and for a
     new row of a person table with both a local id and a PIN, the provisional key, so that
     acts registered under the local id alone reach the person."""
-    if op == "u" and before is not None:
+    if op is Op.UPDATE and before is not None:
         return mapping.key_of(before)
-    if op == "c" and previous_key and mapping.person_column in previous_key:
+    if op is Op.CREATE and previous_key and mapping.person_column in previous_key:
         return mapping.key_of(previous_key)
     local = after.get(mapping.local_key) if mapping.local_key and mapping.apply else None
-    if op in {"c", "r"} and local is not None:
+    if op in {Op.CREATE, Op.READ} and local is not None:
         return provisional_key(mapping.store, local)
     return None
 

@@ -1,4 +1,4 @@
-"""Reading civsync's change events back, in the published form the merger maps.
+"""Reading civsync's change events back, as ``engine.events.Change``: the form the merger maps.
 
 A topic's records are typed per table (``envelope``): dates as days, decimals as bytes,
 timestamps with a zone as ISO text. A reader inside civsync wants the published form
@@ -16,29 +16,24 @@ from typing import Any
 from connectors.capture.envelope import from_avro_row
 from connectors.kafka.avro import AvroDecoder, schema_id
 from connectors.registry import SchemaRegistry
-from engine.events import Value
+from engine.events import Change, Hlc, Op, SnapshotMarker, Source, Value
 
 _Row = Callable[[Mapping[str, Any]], dict[str, Value]]
 
 
 class ChangeEventReader:
-    """Decodes a change event and gives its rows (``before``, ``after``, ``previous_key``)
-    in the published form."""
+    """Decodes a change event into a ``Change``, its rows (``before``, ``after``,
+    ``previous_key``) in the published form."""
 
     def __init__(self, registry: SchemaRegistry) -> None:
         self._registry = registry
         self._decoder = AvroDecoder(registry)
         self._rows: dict[int, tuple[_Row, _Row]] = {}
 
-    def read(self, payload: bytes, where: str) -> dict[str, Any]:
+    def read(self, payload: bytes, where: str) -> Change:
         """The event in ``payload``; DecodingError if it is not one."""
-        event: dict[str, Any] = self._decoder.decode(payload, where)
-        value, key = self._converters(schema_id(payload))
-        for name, convert in (("before", value), ("after", value), ("previous_key", key)):
-            row = event.get(name)
-            if row is not None:
-                event[name] = convert(row)
-        return event
+        event = self._decoder.decode(payload, where)
+        return change_of(event, *self._converters(schema_id(payload)))
 
     def _converters(self, writer_id: int) -> tuple[_Row, _Row]:
         converters = self._rows.get(writer_id)
@@ -47,6 +42,31 @@ class ChangeEventReader:
             converters = (from_avro_row(records["Value"]), from_avro_row(records["Key"]))
             self._rows[writer_id] = converters
         return converters
+
+
+def change_of(event: Mapping[str, Any], value: _Row, key: _Row) -> Change:
+    """The ``Change`` of a decoded envelope, its rows converted by ``value`` and ``key``."""
+    before, after, previous = event["before"], event["after"], event.get("previous_key")
+    source, hlc = event["source"], event["hlc"]
+    return Change(
+        event_id=event["event_id"],
+        op=Op(event["op"]),
+        source=Source(
+            store=source["store"],
+            db=source["db"],
+            schema=source["schema"],
+            table=source["table"],
+            lsn=source["lsn"],
+            commit_lsn=source.get("commit_lsn") or 0,
+            txid=source.get("txId"),
+            commit_ts_ms=source["ts_ms"],
+            snapshot=SnapshotMarker(source.get("snapshot") or "false"),
+        ),
+        before=None if before is None else value(before),
+        after=None if after is None else value(after),
+        hlc=Hlc(hlc["wall_ms"], hlc["logical"], hlc["node"]),
+        previous_key=None if previous is None else key(previous),
+    )
 
 
 def _records(schema: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:

@@ -144,8 +144,8 @@ class AvroProducer:
         headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         """Queue one record; a ``value`` of None is a tombstone."""
-        encoded_key = self._encode(topic, MessageField.KEY, key)
-        encoded_value = None if value is None else self._encode(topic, MessageField.VALUE, value)
+        encoded_key = self.encode(topic, MessageField.KEY, key)
+        encoded_value = None if value is None else self.encode(topic, MessageField.VALUE, value)
         self.produce_bytes(
             topic.name, encoded_key, encoded_value, partition=partition, headers=headers
         )
@@ -195,7 +195,8 @@ class AvroProducer:
         self._producer.poll(0)  # serve the purged records' reports
         self._failures.clear()
 
-    def _encode(self, topic: AvroTopic, field: MessageField, record: Mapping[str, Any]) -> bytes:
+    def encode(self, topic: AvroTopic, field: MessageField, record: Mapping[str, Any]) -> bytes:
+        """``record`` as ``topic``'s key or value, registry-framed (for ``produce_bytes``)."""
         schema = topic.key_schema if field == MessageField.KEY else topic.value_schema
         writer = self._writers.get((topic.name, field, schema))  # a topic's schema may evolve
         if writer is None:

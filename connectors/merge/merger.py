@@ -1,14 +1,17 @@
 """The merger: a consumer group that merges every person's edits, in Kafka transactions.
 
-Each merger process reads the mapped source topics and the edits topic, one batch per
-Kafka transaction:
+This is the Kafka shell around ``engine.step.MergeStep``, which takes every decision. Each
+member reads the mapped source topics and the edits topic, one batch per transaction:
 
-- a source event becomes a ``PersonEdit`` on the edits topic, partitioned by person (source
-  topics are keyed by row, so this re-keying is what puts all of a person's edits in order
-  in one place);
-- an edit on partition p is merged into its person's state, which the process holds for the
-  partitions it owns and logs to partition p of the compacted state changelog; conflicts go
-  to ``civsync.conflicts`` and the new merged record to ``civsync.person``;
+- a source event is decoded and handed to the step, which merges its edits into the people
+  this member owns (their partition, ``person_partition``, is assigned to it) and leaves the
+  edits of people another member owns; those go to their person's partition of the edits
+  topic, re-keyed. A source topic routed by the person's column (``[capture]
+  partition_by``) has each person's events in the person's partition, and the group's range
+  assignment gives partition p of every topic to one member: its changes take one hop;
+- the people whose state changed are logged to their partition of the compacted state
+  changelog (Avro, the provenance auditors read); conflicts go to ``civsync.conflicts`` and
+  the new merged record to ``civsync.person``;
 - the consumed offsets commit with those records, atomically.
 
 A crash leaves an open transaction that the broker aborts, so outputs and offsets roll back
@@ -21,11 +24,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.serialization import MessageField
 
 from connectors.capture.publisher import topic_for
 from connectors.capture.reader import ChangeEventReader
@@ -43,32 +47,23 @@ from connectors.merge.records import (
     conflict_to_avro,
     edit_from_avro,
     edit_to_avro,
+    legacy_state_from_json,
     person_to_avro,
-    state_from_json,
-    state_to_json,
+    state_from_avro,
+    state_to_avro,
 )
-from connectors.merge.settings import KeyKind, MergeSettings
+from connectors.merge.settings import MergeSettings
 from connectors.place_data import pre_2025_province_codes
 from connectors.quarantine import QUARANTINE, as_json, quarantine_record
 from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
 from connectors.resilience import run_until_stopped
 from connectors.settings import KafkaSettings
-from engine.mapping import (
-    PersonEdit,
-    PersonMapper,
-    UnusableChange,
-    is_provisional,
-    person_partition,
-)
-from engine.merge import Conflict
-from engine.person import MergedPerson, link, merge
-from engine.pin import Severity, check_pin
+from engine.events import Change
+from engine.mapping import PersonEdit, PersonMapper, person_partition
+from engine.person import MergedPerson
+from engine.step import Effects, Finding, MergeStep, Publish
 
 log = structlog.get_logger(__name__)
-# Header of an edit merged by the process that re-keyed it, because that process owned the
-# person's partition. The merge and the edit commit in one transaction, so whoever owns the
-# partition when the edit is read already has its effect in the state changelog: it skips it.
-MERGED_HEADER = "civsync-merged"
 # A fetch waits at most this long for new records (librdkafka's default, 500 ms, would be
 # added to the latency of every hop whose transactions have just committed).
 _FETCH_WAIT_MS = 20
@@ -84,12 +79,25 @@ class MergerConfig:
     session_timeout_ms: int = 10_000
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+class _Owned:
+    """The people of the partitions this member owns (``engine.step.People``), and which of
+    them the current transaction changed."""
 
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.by_partition: dict[int, dict[str, MergedPerson]] = {}
+        self.dirty: dict[str, bool] = {}  # person -> merged view changed
 
-def _merged_at_rekey(message: Message) -> bool:
-    return any(header[0] == MERGED_HEADER for header in message.headers() or [])
+    def owns(self, person: str) -> bool:
+        return person_partition(person, self.partitions) in self.by_partition
+
+    def get(self, person: str) -> MergedPerson | None:
+        return self.by_partition[person_partition(person, self.partitions)].get(person)
+
+    def put(self, merged: MergedPerson, *, changed: bool) -> None:
+        person = merged.state.person
+        self.by_partition[person_partition(person, self.partitions)][person] = merged
+        self.dirty[person] = self.dirty.get(person, False) or changed
 
 
 class Merger:
@@ -99,8 +107,12 @@ class Merger:
         self._config, self._kafka, self._registry = config, kafka, registry
         settings = config.settings
         self._topics = MergeTopics(settings.topic_prefix)
-        self._policies = settings.policies()
-        self._mapper = PersonMapper(settings.mappings())
+        self._step = MergeStep(
+            PersonMapper(settings.mappings()),
+            settings.policies(),
+            settings.required,
+            pre_2025_province_codes(),
+        )
         self._sources = sorted(
             {
                 topic_for(m.store, *m.table.split(".", 1), prefix=settings.topic_prefix)
@@ -109,8 +121,7 @@ class Merger:
         )
         self._decoder = AvroDecoder(registry)
         self._events = ChangeEventReader(registry)
-        self._provinces = pre_2025_province_codes()
-        self._people: dict[int, dict[str, MergedPerson]] = {}  # edits partition -> person
+        self._people = _Owned(settings.partitions)
 
     def prepare(self) -> None:
         """Create the topics (source topics too, so the group can subscribe before capture
@@ -125,6 +136,9 @@ class Merger:
                 subject = f"{topic.name}-{suffix}"
                 self._registry.register(subject, schema)
                 self._registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
+        subject = f"{topics.state.name}-value"  # its keys are the person's key, as UTF-8
+        self._registry.register(subject, topics.state.value_schema)
+        self._registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
 
     def run(self, stop: threading.Event) -> None:
         """Merge until ``stop`` is set; the open transaction commits first. A broker or
@@ -134,7 +148,7 @@ class Merger:
         run_until_stopped(f"merger-{self._config.instance}", lambda: self._merge_all(stop), stop)
 
     def _merge_all(self, stop: threading.Event) -> None:
-        self._people.clear()
+        self._people.by_partition.clear()
         self.prepare()
         settings = self._config.settings
         consumer = Consumer(
@@ -144,7 +158,9 @@ class Merger:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
-                "partition.assignment.strategy": "cooperative-sticky",
+                # partition p of every topic (same partition count) to one member: a source
+                # topic routed by person is then merged where it is read (one hop)
+                "partition.assignment.strategy": "range",
                 "fetch.wait.max.ms": _FETCH_WAIT_MS,
                 # a member that dies hands its partitions over within this time
                 "session.timeout.ms": self._config.session_timeout_ms,
@@ -196,7 +212,8 @@ class Merger:
         edits_topic = self._topics.edits.name
         offsets: dict[tuple[str, int], int] = {}
         unread: dict[tuple[str, int], int] = {}
-        dirty: dict[tuple[int, str], bool] = {}  # (partition, person) -> merged view changed
+        effects = Effects()
+        self._people.dirty.clear()
         deadline = time.monotonic() + self._config.transaction_timeout_ms / 4000
         for message in messages:
             if unread or time.monotonic() > deadline:
@@ -209,190 +226,94 @@ class Merger:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             assert topic is not None, "consumed messages have a topic"  # noqa: S101
             assert partition is not None and offset is not None, "and a position"  # noqa: S101, PT018
-            if topic == edits_topic:
-                if not _merged_at_rekey(message):
-                    self._merge(producer, message, partition, dirty)
-            else:
-                self._rekey(producer, message, dirty)
+            where = f"{topic}[{partition}]@{offset}"
+            payload = message.value() or b""
+            try:
+                if topic == edits_topic:
+                    self._step.edit(
+                        edit_from_avro(self._decoder.decode(payload, where)), self._people, effects
+                    )
+                else:
+                    self._step.change(self._events.read(payload, where), self._people, effects)
+            except DecodingError as exc:
+                self._quarantine(producer, "merge.undecodable", str(exc), payload.hex())
             offsets[(topic, partition)] = offset + 1
-        for (partition, person), changed in dirty.items():
-            merged = self._people[partition][person]
-            producer.produce_bytes(
-                self._topics.state, person.encode(), state_to_json(merged), partition=partition
-            )
-            if changed:
-                self._publish(producer, merged)
+        self._write(producer, effects)
         commit = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         return commit, [TopicPartition(t, p, o) for (t, p), o in unread.items()]
 
-    def _rekey(
-        self,
-        producer: TransactionalProducer,
-        message: Message,
-        dirty: dict[tuple[int, str], bool],
-    ) -> None:
-        where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
-        try:
-            event = self._events.read(message.value() or b"", where)
-            edits = self._mapper.edits_of(event)
-        except DecodingError as exc:
-            self._quarantine(
-                producer, "merge.undecodable", str(exc), (message.value() or b"").hex()
+    def _write(self, producer: TransactionalProducer, effects: Effects) -> None:
+        """Everything the batch's step left, in the open transaction: edits re-keyed to the
+        members that own their people, conflicts, findings, and for each changed person its
+        state and, if the merged view changed, its new record."""
+        partitions = self._config.settings.partitions
+        for edit in effects.elsewhere:
+            partition = person_partition(edit.person, partitions)
+            producer.produce(
+                self._topics.edits, {"person": edit.person}, edit_to_avro(edit), partition=partition
             )
-            return
-        except UnusableChange as exc:
-            self._quarantine(producer, exc.reason, exc.detail, as_json(event), event)
-            return
-        for edit in edits:
-            if self._pin_usable(producer, edit, event):
-                self._send(producer, edit, dirty)
-
-    def _send(
-        self, producer: TransactionalProducer, edit: PersonEdit, dirty: dict[tuple[int, str], bool]
-    ) -> None:
-        """Publish ``edit`` on its person's partition of the edits topic; if this process
-        owns that partition, merge it now, one hop earlier."""
-        partition = person_partition(edit.person, self._config.settings.partitions)
-        ours = partition in self._people
-        producer.produce(
-            self._topics.edits,
-            {"person": edit.person},
-            edit_to_avro(edit),
-            partition=partition,
-            headers=[(MERGED_HEADER, self._config.instance.encode())] if ours else None,
-        )
-        if ours:
-            self._apply(producer, partition, edit, dirty)
-
-    def _pin_usable(
-        self, producer: TransactionalProducer, edit: PersonEdit, event: dict[str, Any]
-    ) -> bool:
-        """Check the person's PIN, and the PIN a link moves it to (DESIGN.md, Identity): a
-        malformed one is quarantined, any other finding is a warning, counted and logged, and
-        the edit flows. A provisional key (a birth awaiting its PIN) has no PIN to check."""
-        fields = edit.fields
-        findings = [
-            finding
-            for pin in (edit.person, edit.link_to)
-            if pin is not None and not is_provisional(pin)
-            for finding in check_pin(
-                pin,
-                birth_date=_text(fields.get("birth_date")),
-                sex=_text(fields.get("sex")),
-                provinces=self._provinces,
-            )
-        ]
-        for finding in findings:
-            if finding.severity is Severity.QUARANTINE:
-                self._quarantine(producer, finding.code, finding.detail, as_json(event), event)
-                return False
-            metrics.PIN_WARNINGS.labels(finding.code).inc()
-            log.warning(
-                "PIN finding", code=finding.code, detail=finding.detail, event_id=edit.event_id
-            )
-        return True
-
-    def _merge(
-        self,
-        producer: TransactionalProducer,
-        message: Message,
-        partition: int,
-        dirty: dict[tuple[int, str], bool],
-    ) -> None:
-        where = f"{message.topic()}[{partition}]@{message.offset()}"
-        try:
-            edit = edit_from_avro(self._decoder.decode(message.value() or b"", where))
-        except DecodingError as exc:
-            self._quarantine(
-                producer, "merge.undecodable", str(exc), (message.value() or b"").hex()
-            )
-            return
-        self._apply(producer, partition, edit, dirty)
-
-    def _apply(
-        self,
-        producer: TransactionalProducer,
-        partition: int,
-        edit: PersonEdit,
-        dirty: dict[tuple[int, str], bool],
-    ) -> None:
-        unknown = sorted(set(edit.touched) - set(self._policies))
-        if unknown:
-            detail = f"fields without a policy: {unknown}"
-            self._quarantine(producer, "merge.unknown_field", detail, as_json(edit_to_avro(edit)))
-            return
-        people = self._people.setdefault(partition, {})
-        person = people.get(edit.person) or MergedPerson.new(edit.person)
-        if person.successor is not None:  # the person moved: so does the edit
-            self._send(producer, replace(edit, person=person.successor), dirty)
-            return
-        if edit.link_to is not None:
-            self._link(producer, partition, person, edit, dirty)
-            return
-        result = merge(person, edit, self._policies)
-        self._conflicts(producer, result.conflicts)
-        if result.person is not person:
-            people[edit.person] = result.person
-            key = (partition, edit.person)
-            dirty[key] = dirty.get(key, False) or result.changed
-        metrics.EDITS.labels(edit.origin).inc()
-
-    def _link(
-        self,
-        producer: TransactionalProducer,
-        partition: int,
-        person: MergedPerson,
-        edit: PersonEdit,
-        dirty: dict[tuple[int, str], bool],
-    ) -> None:
-        """Move ``person`` to the key ``edit`` links it to, with all that is known of it."""
-        target = edit.link_to
-        if target == edit.person or target in person.former_keys:
-            detail = "an identity link back to a key this person was already known by"
-            self._quarantine(producer, "identity.cycle", detail, as_json(edit_to_avro(edit)))
-            return
-        result = link(person, edit)
-        if result.person is person:
-            return
-        self._people[partition][edit.person] = result.person
-        dirty[(partition, edit.person)] = True
-        self._conflicts(producer, result.conflicts)
-        for forwarded in result.forwarded:
-            self._send(producer, forwarded, dirty)
-        metrics.LINKS.inc()
-
-    def _conflicts(self, producer: TransactionalProducer, conflicts: list[Conflict]) -> None:
-        for conflict in conflicts:
+        for conflict in effects.conflicts:
             producer.produce(
                 self._topics.conflicts,
                 {"conflict_id": conflict.conflict_id},
                 conflict_to_avro(conflict),
             )
             metrics.CONFLICTS.labels(conflict.field, str(conflict.rule), conflict.decision).inc()
+        for finding in effects.findings:
+            self._quarantined(producer, finding)
+        for warning in effects.warnings:
+            metrics.PIN_WARNINGS.labels(warning.reason).inc()
+            event_id = warning.refused.event_id if isinstance(warning.refused, Change) else None
+            log.warning(
+                "PIN finding", code=warning.reason, detail=warning.detail, event_id=event_id
+            )
+        state = self._topics.state
+        for person, changed in self._people.dirty.items():
+            merged = self._people.get(person)
+            assert merged is not None, "a changed person is held"  # noqa: S101
+            value = producer.encode(state, MessageField.VALUE, state_to_avro(merged))
+            partition = person_partition(person, partitions)
+            producer.produce_bytes(state.name, person.encode(), value, partition=partition)
+            if changed:
+                self._publish(producer, merged)
+        for origin, count in effects.merged.items():
+            metrics.EDITS.labels(origin).inc(count)
+        metrics.LINKS.inc(effects.links)
 
     def _publish(self, producer: TransactionalProducer, merged: MergedPerson) -> None:
-        """The new merged record on civsync.person: a tombstone for a person that moved; a
-        person still missing what the policy needs is quarantined instead, naming the
-        fields, and published by the edit that completes it."""
-        person = merged.state.person
-        if merged.successor is not None:
-            producer.produce(self._topics.person, {"person": person}, None)
-            return
-        kind: KeyKind = "provisional" if is_provisional(person) else "pin"
-        required = self._config.settings.required.get(kind, ())
-        view = merged.view(self._policies)
-        missing = [name for name in required if name not in view or view[name].value is None]
-        if missing:  # an act alone waits silently: its person's row may link it to a PIN
-            if kind == "pin" or merged.has_row:
-                detail = (
-                    f"a {kind}-keyed person needs {', '.join(missing)}: not published until set"
-                )
-                payload = state_to_json(merged).decode()
-                self._quarantine(producer, "merge.incomplete", detail, payload)
-            return
-        producer.produce(
-            self._topics.person, {"person": person}, person_to_avro(merged, self._policies)
-        )
+        """The new merged record on civsync.person, a tombstone for a person that moved, or
+        the finding of a person not complete enough to publish."""
+        key = {"person": merged.state.person}
+        publication = self._step.publication(merged)
+        if publication is Publish.RECORD:
+            record = person_to_avro(merged, self._step.policies)
+            producer.produce(self._topics.person, key, record)
+        elif publication is Publish.TOMBSTONE:
+            producer.produce(self._topics.person, key, None)
+        elif isinstance(publication, Finding):
+            self._quarantined(producer, publication)
+
+    def _quarantined(self, producer: TransactionalProducer, finding: Finding) -> None:
+        refused = finding.refused
+        if isinstance(refused, Change):
+            source = refused.source
+            self._quarantine(
+                producer,
+                finding.reason,
+                finding.detail,
+                as_json(asdict(refused)),
+                store=source.store,
+                table=refused.table_id,
+                lsn=source.lsn,
+                txid=source.txid,
+                event_id=refused.event_id,
+            )
+        elif isinstance(refused, PersonEdit):
+            payload = as_json(edit_to_avro(refused))
+            self._quarantine(producer, finding.reason, finding.detail, payload)
+        else:
+            payload = as_json(state_to_avro(refused))
+            self._quarantine(producer, finding.reason, finding.detail, payload)
 
     def _quarantine(
         self,
@@ -400,20 +321,9 @@ class Merger:
         reason: str,
         detail: str,
         payload: str,
-        event: Any = None,
+        **source: Any,
     ) -> None:
-        source = event.get("source", {}) if isinstance(event, dict) else {}
-        key, record = quarantine_record(
-            reason,
-            detail,
-            stage="merge",
-            payload=payload,
-            store=source.get("store"),
-            table=f"{source['schema']}.{source['table']}" if source else None,
-            lsn=source.get("lsn"),
-            txid=source.get("txId"),
-            event_id=event.get("event_id") if isinstance(event, dict) else None,
-        )
+        key, record = quarantine_record(reason, detail, stage="merge", payload=payload, **source)
         producer.produce(QUARANTINE, key, record)
         metrics.QUARANTINED.labels(reason).inc()
         log.warning("quarantined", reason=reason, detail=detail)
@@ -428,20 +338,20 @@ class Merger:
     def _revoked(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             if tp.topic == self._topics.edits.name:
-                self._people.pop(tp.partition, None)
+                self._people.by_partition.pop(tp.partition, None)
 
     def _restore(self, partitions: list[int]) -> None:
         """Load the people of ``partitions`` from the state changelog, to its end."""
         started = time.monotonic()
         for partition in partitions:
-            self._people[partition] = {}
+            self._people.by_partition[partition] = {}
         if partitions:
-            for message in read_to_end(self._kafka, self._topics.state, partitions):
+            for message in read_to_end(self._kafka, self._topics.state.name, partitions):
                 self._load(message)
         log.info(
             "state restored",
             partitions=partitions,
-            people=sum(len(self._people[p]) for p in partitions),
+            people=sum(len(self._people.by_partition[p]) for p in partitions),
             seconds=round(time.monotonic() - started, 2),
         )
 
@@ -449,7 +359,11 @@ class Merger:
         partition, key, value = message.partition(), message.key(), message.value()
         assert partition is not None, "consumed messages have a partition"  # noqa: S101
         assert key is not None, "state records are keyed by person"  # noqa: S101
+        people = self._people.by_partition[partition]
         if value is None:
-            self._people[partition].pop(key.decode(), None)
+            people.pop(key.decode(), None)
+        elif value.startswith(b"{"):  # a state an earlier release wrote, in JSON
+            people[key.decode()] = legacy_state_from_json(value)
         else:
-            self._people[partition][key.decode()] = state_from_json(value)
+            where = f"{message.topic()}[{partition}]@{message.offset()}"
+            people[key.decode()] = state_from_avro(self._decoder.decode(value, where))

@@ -18,6 +18,11 @@ APPLIED = Counter("civsync_sink_rows", "Rows written to a store by the sink", ["
 STALE = Counter(
     "civsync_sink_stale", "Person records not applied: the store has a newer version", ["store"]
 )
+LOCK_RETRIES = Counter(
+    "civsync_sink_lock_retries",
+    "Batches rolled back and retried: another transaction held a row lock",
+    ["store"],
+)
 WAITING = Gauge(
     "civsync_sink_waiting_people",
     "People not inserted yet: a column their table requires has no merged value",
@@ -29,6 +34,7 @@ __all__ = [
     "CONFLICTS",
     "EDITS",
     "LINKS",
+    "LOCK_RETRIES",
     "PIN_WARNINGS",
     "QUARANTINED",
     "STALE",

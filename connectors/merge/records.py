@@ -1,9 +1,10 @@
-"""The merger's records: Avro for the published topics, JSON for its own state changelog.
+"""The merger's records, in Avro: edits, merged people, conflicts, and its state changelog.
 
-Avro shapes are ``schemas/person_edit.avsc``, ``person.avsc`` and ``conflict.avsc``. The
-state changelog (``civsync.merge.state``) is internal: JSON of ``engine.person.MergedPerson``,
-the latest edit per origin and field plus the earliest seen, so a restarted merger resumes
-exactly where the last committed transaction left it.
+Shapes are ``schemas/person_edit.avsc``, ``person.avsc`` (lean: the merged values, version,
+former keys), ``conflict.avsc`` and ``person_state.avsc``: the state changelog
+(``civsync.merge.state``) holds ``engine.person.MergedPerson``, the latest edit per origin
+and field plus the earliest seen, which is each value's provenance for auditors and what a
+restarted merger resumes from. States written as JSON by earlier releases still load.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from schemas import load
 
 _PERSON_KEY, _PERSON_EDIT, _PERSON = load("person_key"), load("person_edit"), load("person")
 _CONFLICT_KEY, _CONFLICT = load("conflict_key"), load("conflict")
+_PERSON_STATE = load("person_state")
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,10 @@ class MergeTopics:
     def edits(self) -> AvroTopic:
         return AvroTopic(f"{self.prefix}.merge.edits", _PERSON_KEY, _PERSON_EDIT)
 
-    @property
-    def state(self) -> str:
-        return f"{self.prefix}.merge.state"
+    @cached_property
+    def state(self) -> AvroTopic:
+        """Keyed by the person's key as UTF-8 bytes (not Avro), as it always was."""
+        return AvroTopic(f"{self.prefix}.merge.state", _PERSON_KEY, _PERSON_STATE)
 
     @cached_property
     def person(self) -> AvroTopic:
@@ -60,7 +63,7 @@ class MergeTopics:
         n, rf = partitions, replication_factor
         return [
             TopicSpec(self.edits.name, n, rf),
-            TopicSpec(self.state, n, rf, compacted=True),
+            TopicSpec(self.state.name, n, rf, compacted=True),
             TopicSpec(self.person.name, n, rf, compacted=True),
             TopicSpec(self.conflicts.name, n, rf, retention_ms=FOREVER),
             quarantine_spec(n, rf),
@@ -118,23 +121,15 @@ def field_edit_to_avro(edit: FieldEdit) -> dict[str, Any]:
 
 
 def person_to_avro(person: MergedPerson, policies: Mapping[str, FieldPolicy]) -> dict[str, Any]:
-    """The ``civsync.person`` record of ``person``: every field's value and provenance."""
-    fields = {}
-    for name, outcome in sorted(person.view(policies).items()):
-        if outcome.provenance is None:
-            continue
-        conflict = person.open_conflicts.get(name)
-        fields[name] = {
-            "value": outcome.value,
-            "rule": str(policies[name].rule),
-            "standing": field_edit_to_avro(outcome.provenance),
-            "held": None if outcome.held is None else field_edit_to_avro(outcome.held),
-            "conflict_id": None if conflict is None else conflict.conflict_id,
-        }
+    """The ``civsync.person`` record of ``person``: the value of every field set."""
     return {
         "person": person.state.person,
         "version": person.version,
-        "fields": fields,
+        "values": {
+            name: outcome.value
+            for name, outcome in person.view(policies).items()
+            if outcome.provenance is not None
+        },
         "ts_ms": time.time_ns() // 1_000_000,
         "former_keys": list(person.former_keys),
     }
@@ -155,65 +150,111 @@ def conflict_to_avro(conflict: Conflict) -> dict[str, Any]:
     }
 
 
-# --- the state changelog (internal JSON) ---
+# --- the state changelog ---
 
 
-def _field_edit_json(edit: FieldEdit) -> list[Any]:
-    hlc = edit.hlc
-    data = [edit.field, edit.value, edit.origin, hlc.wall_ms, hlc.logical, hlc.node, edit.event_id]
-    return [*data, True] if edit.learned else data  # older states, without the flag, still load
+class _Events:
+    """The events of a person's edits, each once, by index (the state record's ``events``)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self._index: dict[tuple[str, str, Hlc], int] = {}
+
+    def edit(self, edit: FieldEdit) -> dict[str, Any]:
+        source = (edit.origin, edit.event_id, edit.hlc)
+        index = self._index.get(source)
+        if index is None:
+            index = self._index[source] = len(self.records)
+            self.records.append(
+                {"origin": edit.origin, "event_id": edit.event_id, "hlc": _hlc_record(edit.hlc)}
+            )
+        return {"event": index, "value": edit.value, "learned": edit.learned}
 
 
-def _field_edit(data: list[Any]) -> FieldEdit:
-    name, value, origin, wall, logical, node, event_id, *learned = data
-    return FieldEdit(name, value, origin, Hlc(wall, logical, node), event_id, bool(learned))
-
-
-def _conflict_json(conflict: Conflict) -> dict[str, Any]:
-    return {
-        "rule": str(conflict.rule),
-        "decision": conflict.decision,
-        "standing": _field_edit_json(conflict.standing),
-        "contested": _field_edit_json(conflict.contested),
-    }
-
-
-def state_to_json(person: MergedPerson) -> bytes:
-    fields = {
-        name: {
-            "latest": [_field_edit_json(e) for _, e in sorted(state.latest.items())],
-            "earliest": None if state.earliest is None else _field_edit_json(state.earliest),
+def state_to_avro(person: MergedPerson) -> dict[str, Any]:
+    """The ``civsync.merge.state`` record of ``person``."""
+    events = _Events()
+    fields = [
+        {
+            "field": name,
+            "latest": [events.edit(e) for _, e in sorted(state.latest.items())],
+            "earliest": None if state.earliest is None else events.edit(state.earliest),
         }
         for name, state in sorted(person.state.fields.items())
-    }
-    document = {
+    ]
+    open_conflicts = [
+        {
+            "field": name,
+            "rule": str(c.rule),
+            "decision": c.decision,
+            "standing": events.edit(c.standing),
+            "contested": events.edit(c.contested),
+        }
+        for name, c in sorted(person.open_conflicts.items())
+    ]
+    return {
         "person": person.state.person,
         "version": person.version,
+        "events": events.records,
         "fields": fields,
-        "open": {name: _conflict_json(c) for name, c in sorted(person.open_conflicts.items())},
+        "open_conflicts": open_conflicts,
         "successor": person.successor,
         "former_keys": list(person.former_keys),
         "has_row": person.has_row,
     }
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def state_from_json(payload: bytes) -> MergedPerson:
-    document = json.loads(payload)
-    person = document["person"]
+def state_from_avro(record: Mapping[str, Any]) -> MergedPerson:
+    person = record["person"]
+    sources = [(e["origin"], e["event_id"], _hlc(e["hlc"])) for e in record["events"]]
+
+    def edit(data: Mapping[str, Any], name: str) -> FieldEdit:
+        origin, event_id, hlc = sources[data["event"]]
+        return FieldEdit(name, data["value"], origin, hlc, event_id, data["learned"])
+
     fields = {}
-    for name, data in document["fields"].items():
-        latest = {(e := _field_edit(raw)).origin: e for raw in data["latest"]}
-        earliest = None if data["earliest"] is None else _field_edit(data["earliest"])
-        fields[name] = FieldState(latest, earliest)
+    for data in record["fields"]:
+        name, earliest = data["field"], data["earliest"]
+        latest = {(e := edit(raw, name)).origin: e for raw in data["latest"]}
+        fields[name] = FieldState(latest, None if earliest is None else edit(earliest, name))
     open_conflicts = {
-        name: Conflict(
+        (name := c["field"]): Conflict(
             person,
             name,
             Rule(c["rule"]),
             c["decision"],
-            _field_edit(c["standing"]),
-            _field_edit(c["contested"]),
+            edit(c["standing"], name),
+            edit(c["contested"], name),
+        )
+        for c in record["open_conflicts"]
+    }
+    return MergedPerson(
+        PersonState(person, fields),
+        record["version"],
+        open_conflicts,
+        successor=record["successor"],
+        former_keys=tuple(record["former_keys"]),
+        has_row=record["has_row"],
+    )
+
+
+def legacy_state_from_json(payload: bytes) -> MergedPerson:
+    """A state as releases before the Avro changelog wrote it (JSON): they still load."""
+    document = json.loads(payload)
+    person = document["person"]
+
+    def edit(data: list[Any]) -> FieldEdit:
+        name, value, origin, wall, logical, node, event_id, *learned = data
+        return FieldEdit(name, value, origin, Hlc(wall, logical, node), event_id, bool(learned))
+
+    fields = {}
+    for name, data in document["fields"].items():
+        latest = {(e := edit(raw)).origin: e for raw in data["latest"]}
+        earliest = None if data["earliest"] is None else edit(data["earliest"])
+        fields[name] = FieldState(latest, earliest)
+    open_conflicts = {
+        name: Conflict(
+            person, name, Rule(c["rule"]), c["decision"], edit(c["standing"]), edit(c["contested"])
         )
         for name, c in document["open"].items()
     }

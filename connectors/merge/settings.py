@@ -26,6 +26,7 @@ from engine.policy import (
     FieldPolicy,
     Rule,
 )
+from engine.step import KeyKind
 
 # The profile's tables. Civil-status records the permanent residence on its acts as well;
 # the population store has no parents' names, and neither table holds the PIN as a field
@@ -185,7 +186,6 @@ DEFAULT_TABLES = (
 )
 # What a person needs before civsync.person carries it, by kind of key: the population
 # store issues a PIN from the sex and the birth year, so a birth without a PIN needs them.
-KeyKind = Literal["pin", "provisional"]
 DEFAULT_REQUIRED: dict[KeyKind, tuple[str, ...]] = {
     "pin": (),
     "provisional": ("full_name", "birth_date", "sex"),
@@ -199,6 +199,11 @@ class MergeSettings(_Frozen):
     topic_prefix: str = Field(default="civsync", pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(default=12, ge=1, description="partitions of the merger's topics")
     batch: int = Field(default=2000, ge=1, description="records per Kafka transaction, at most")
+    lock_timeout_ms: int = Field(
+        default=500,
+        ge=1,
+        description="the longest a sink waits for a row lock; under the store's deadlock_timeout",
+    )
     tables: tuple[TableMappingSettings, ...] = DEFAULT_TABLES
     policy: dict[str, FieldPolicySettings] = Field(default_factory=dict)
     required: dict[KeyKind, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_REQUIRED))

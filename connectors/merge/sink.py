@@ -1,44 +1,32 @@
 """The store sink: applies ``civsync.person`` to one store, in batches, idempotently, echo-free.
 
-One store transaction per batch of person records:
-
-1. the newest version of each person in the batch is copied (COPY) into a temporary table;
-2. ``_civsync.applied`` advances only for people whose version is newer than the one
-   already applied, so an older record never overwrites a newer one (replays, rebalances,
-   two sinks during a rebalance);
-3. the mapped columns of those people are updated, or their row inserted; a row that
-   already holds the merged values is not written at all.
-
-Identity: a record's ``former_keys`` rename the rows still under them first (a re-issued
-PIN; a birth's provisional key ``civil#<id>`` gets the PIN the population store assigned,
-written back). A provisional person is written to its own store's row by local id, and to
-the tables that hold provisional people (the population store's birth notifications).
+One store transaction per batch of person records: the newest version of each person in the
+batch, written to every mapped table of the store by ``connectors.merge.target`` (set-based
+statements; an older version never overwrites a newer one; rows locked in key order).
 
 The session is bound to one of the ``civsync_apply`` replication origins, so capture never
 publishes these writes back (no ping-pong). Kafka offsets are committed after the store
-commits: a crash in between replays the batch, and step 2 makes the replay a no-op.
-A batch the store rejects is split in halves until the people it rejects are alone; each of
-them goes to ``civsync.quarantine`` (stage ``apply``) and the stream goes on.
+commits: a crash in between replays the batch, and ``_civsync.applied`` makes the replay a
+no-op. A batch the store rejects is split in halves until the people it rejects are alone;
+each of them goes to ``civsync.quarantine`` (stage ``apply``) and the stream goes on.
 
-A row is never inserted without a column its table requires (NOT NULL, no default): that
-person waits in ``_civsync.waiting`` (table, person, version, the missing columns, since
-when), counted by a gauge, until a newer merged version has them; a wait is not a rejection.
+The sink shares its tables with officials' transactions, and gives way to them: its session
+waits at most ``lock_timeout_ms`` for a row lock, less than PostgreSQL's ``deadlock_timeout``
+(1 s by default), so in a lock cycle with a user's transaction it is the sink's batch that
+fails (and is retried after a short pause), never the user's work.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 import structlog
 from confluent_kafka import Consumer, KafkaException, Message
-from psycopg import sql
-from psycopg.rows import class_row, scalar_row
+from psycopg.rows import scalar_row
 
 from connectors.capture.slot import APPLY_ORIGINS
 from connectors.kafka.admin import TopicAdmin
@@ -47,286 +35,27 @@ from connectors.kafka.errors import skip_consumer_error
 from connectors.merge import metrics
 from connectors.merge.records import MergeTopics
 from connectors.merge.settings import MergeSettings
+from connectors.merge.target import APPLIED_DDL, Target
 from connectors.postgres import Connection, StoreError, StoreUnavailableError, classify, connect
 from connectors.quarantine import QUARANTINE, as_json, quarantine_record
 from connectors.registry import SchemaRegistry
 from connectors.resilience import run_until_stopped
 from connectors.settings import KafkaSettings, StoreSettings
 from engine.errors import FatalError
-from engine.mapping import TableMapping, is_provisional, local_id_of
+from engine.mapping import TableMapping
 
 log = structlog.get_logger(__name__)
 # A fetch waits at most this long for new records (librdkafka's default, 500 ms, would be
 # added to the latency of every hop whose transactions have just committed).
 _FETCH_WAIT_MS = 20
-
-_APPLIED_DDL = """
-CREATE SCHEMA IF NOT EXISTS _civsync;
-CREATE TABLE IF NOT EXISTS _civsync.applied (
-    target text NOT NULL,
-    person text NOT NULL,
-    version bigint NOT NULL,
-    PRIMARY KEY (target, person)
-);
-CREATE TABLE IF NOT EXISTS _civsync.waiting (
-    target text NOT NULL,
-    person text NOT NULL,
-    version bigint NOT NULL,
-    missing text[] NOT NULL,
-    since timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (target, person)
-)"""
+# SQLSTATEs of a batch that lost a lock to another transaction: deadlock, lock timeout,
+# serialization failure. The batch is retried in place, up to _LOCK_ATTEMPTS times.
+_LOST_LOCK = frozenset({"40P01", "55P03", "40001"})
+_LOCK_ATTEMPTS = 8
 
 
 class OriginsBusyError(FatalError):
     """Every civsync replication origin is in use by another session."""
-
-
-@dataclass(frozen=True)
-class _Target:
-    """One mapped table, its staging table, and the statements that apply a batch to it."""
-
-    mapping: TableMapping
-    required: frozenset[str]  # mapped columns the table requires: NOT NULL, no default
-    stage: str
-    copy: sql.Composed
-    mark_fresh: sql.Composed
-    update: sql.Composed
-    update_local: sql.Composed | None  # a provisional person of this store, by local id
-    insert: sql.Composed
-    wait: sql.Composed  # fresh people missing a required column wait; the others stop waiting
-    rename: sql.Composed
-    rename_local: sql.Composed | None
-
-    @classmethod
-    def build(cls, conn: Connection, mapping: TableMapping, index: int) -> _Target:
-        types = _column_types(conn, mapping.table)
-        local = mapping.local_key
-        wanted = {mapping.person_column, *mapping.columns.values(), *([local] if local else [])}
-        missing = sorted(wanted - set(types))
-        if missing:
-            raise FatalError(f"table {mapping.table} has no column(s) {missing}")
-        stage = f"civsync_stage_{index}"
-        columns = list(mapping.columns.values())
-        stage_columns = [
-            sql.SQL("{} {}, {} boolean").format(
-                sql.Identifier(c), sql.SQL(types[c]), sql.Identifier(f"{c}__set")
-            )
-            for c in columns
-        ]
-        conn.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (person text PRIMARY KEY, version bigint,"
-                " key text, local_id text, former_pins text[], former_local text[],"
-                " missing text[] NOT NULL DEFAULT '{{}}', fresh boolean NOT NULL DEFAULT false, {})"
-                " ON COMMIT DELETE ROWS"
-            ).format(sql.Identifier(stage), sql.SQL(", ").join(stage_columns))
-        )
-        target, key = _qualified(mapping.table), sql.Identifier(mapping.person_column)
-        person = sql.SQL("s.key::{}").format(sql.SQL(types[mapping.person_column]))
-        merged = [
-            sql.SQL("CASE WHEN s.{set} THEN s.{c} ELSE t.{c} END").format(
-                c=sql.Identifier(c), set=sql.Identifier(f"{c}__set")
-            )
-            for c in columns
-        ]
-        current = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns)
-        copy_columns = [sql.Identifier(x) for c in columns for x in (c, f"{c}__set")]
-
-        def update(match: sql.Composable, value: sql.Composable) -> sql.Composed:
-            """Write the merged columns of the fresh people whose ``match`` column = ``value``."""
-            return sql.SQL(
-                "UPDATE {target} t SET ({columns}) = ROW({merged}) FROM {stage} s WHERE s.fresh"
-                " AND t.{match} = {value} AND ({current}) IS DISTINCT FROM ({merged})"
-            ).format(
-                target=target,
-                columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                merged=sql.SQL(", ").join(merged),
-                stage=sql.Identifier(stage),
-                match=match,
-                value=value,
-                current=current,
-            )
-
-        name = sql.Literal(mapping.table)
-        return cls(
-            mapping=mapping,
-            # the person column is always set; the others the merged person may lack
-            required=frozenset(
-                _required_columns(conn, mapping.table) & set(columns) - {mapping.person_column}
-            ),
-            stage=stage,
-            copy=sql.SQL(
-                "COPY {} (person, version, key, local_id, former_pins, former_local, missing, {})"
-                " FROM STDIN"
-            ).format(sql.Identifier(stage), sql.SQL(", ").join(copy_columns)),
-            mark_fresh=sql.SQL(
-                "WITH fresh AS ("
-                " INSERT INTO _civsync.applied AS a (target, person, version)"
-                " SELECT {name}, person, version FROM {stage}"
-                " ON CONFLICT (target, person) DO UPDATE SET version = excluded.version"
-                " WHERE a.version < excluded.version RETURNING person)"
-                " UPDATE {stage} s SET fresh = true FROM fresh WHERE s.person = fresh.person"
-            ).format(name=name, stage=sql.Identifier(stage)),
-            update=update(key, person),
-            update_local=None
-            if local is None
-            else update(
-                sql.Identifier(local), sql.SQL("s.local_id::{}").format(sql.SQL(types[local]))
-            ),
-            insert=sql.SQL(
-                "INSERT INTO {target} ({key}, {columns}) SELECT {person}, {values} FROM {stage} s"
-                " WHERE s.fresh AND s.key IS NOT NULL AND cardinality(s.missing) = 0"
-                " AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = {person})"
-                " ON CONFLICT DO NOTHING"
-            ).format(
-                target=target,
-                key=key,
-                columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                person=person,
-                values=sql.SQL(", ").join(
-                    sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns
-                ),
-                stage=sql.Identifier(stage),
-            ),
-            # after the insert: every CTE reads the same snapshot, so ``before`` is who
-            # waited before this statement, and the result is who starts waiting now
-            wait=sql.SQL(
-                "WITH staged AS (SELECT s.person, s.version, s.missing,"
-                " s.key IS NOT NULL AND cardinality(s.missing) > 0"
-                " AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = {person}) AS waits"
-                " FROM {stage} s WHERE s.fresh),"
-                " before AS (SELECT w.person FROM _civsync.waiting w JOIN staged USING (person)"
-                " WHERE w.target = {name}),"
-                " done AS (DELETE FROM _civsync.waiting w USING staged"
-                " WHERE w.target = {name} AND w.person = staged.person AND NOT staged.waits),"
-                " waiting AS (INSERT INTO _civsync.waiting AS w (target, person, version, missing)"
-                " SELECT {name}, person, version, missing FROM staged WHERE waits"
-                " ON CONFLICT (target, person) DO UPDATE"
-                " SET version = excluded.version, missing = excluded.missing"
-                ' RETURNING w.target AS "table", w.person, w.version, w.missing, w.since)'
-                " SELECT * FROM waiting"
-                " WHERE NOT EXISTS (SELECT 1 FROM before WHERE before.person = waiting.person)"
-            ).format(
-                target=target,
-                key=key,
-                person=person,
-                stage=sql.Identifier(stage),
-                name=name,
-            ),
-            rename=sql.SQL(
-                "UPDATE {target} t SET {key} = {person} FROM {stage} s,"
-                " unnest(s.former_pins) AS f(old) WHERE s.key IS NOT NULL"
-                " AND t.{key} = f.old::{type}"
-                " AND NOT EXISTS (SELECT 1 FROM {target} x WHERE x.{key} = {person})"
-            ).format(
-                target=target,
-                key=key,
-                person=person,
-                stage=sql.Identifier(stage),
-                type=sql.SQL(types[mapping.person_column]),
-            ),
-            rename_local=None
-            if local is None
-            else sql.SQL(
-                "UPDATE {target} t SET {key} = {person} FROM {stage} s,"
-                " unnest(s.former_local) AS f(old) WHERE s.key IS NOT NULL"
-                " AND t.{local} = f.old::{type} AND t.{key} IS NULL"
-            ).format(
-                target=target,
-                key=key,
-                person=person,
-                stage=sql.Identifier(stage),
-                local=sql.Identifier(local),
-                type=sql.SQL(types[local]),
-            ),
-        )
-
-    def rows(self, records: list[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """Staging rows: person, version; its key in this table, or its local id if it is
-        this store's provisional person; its former PINs and former local ids; the required
-        columns it has no value for; then each column's merged value and whether the merged
-        record has the field at all (a field nobody has set leaves the column alone)."""
-        rows = []
-        for record in records:
-            person = record["person"]
-            local = local_id_of(person, self.mapping.store) if self.mapping.local_key else None
-            key = None if local is not None else person
-            former = record.get("former_keys") or []
-            pins = (
-                [k for k in former if not is_provisional(k)]
-                if key and not is_provisional(key)
-                else []
-            )
-            own = [i for k in former if (i := local_id_of(k, self.mapping.store)) is not None]
-            fields = record["fields"]
-            missing = missing_required(self.required, self.mapping.columns, fields)
-            row: list[Any] = [person, record["version"], key, local, pins, own if key else []]
-            row += [missing]
-            for name in self.mapping.columns:
-                merged = fields.get(name)
-                row += [None, False] if merged is None else [merged["value"], True]
-            rows.append(tuple(row))
-        return rows
-
-    def apply(self, conn: Connection, records: list[Mapping[str, Any]]) -> _Applied:
-        """Rows written, people skipped as stale and people who start waiting, for
-        ``records``, inside the open transaction."""
-        records = [r for r in records if self.mapping.accepts(r["person"])]
-        if not records:
-            return _Applied(0, 0, [])
-        with conn.cursor() as cursor:
-            with cursor.copy(self.copy) as copy:
-                for row in self.rows(records):
-                    copy.write_row(row)
-            if any(r.get("former_keys") for r in records):
-                # rows still under a key the person was known by take its key first
-                cursor.execute(self.rename)
-                if self.rename_local is not None:
-                    cursor.execute(self.rename_local)
-            cursor.execute(self.mark_fresh)
-            fresh = cursor.rowcount
-            cursor.execute(self.update)
-            written = cursor.rowcount
-            if self.update_local is not None:
-                cursor.execute(self.update_local)
-                written += cursor.rowcount
-            cursor.execute(self.insert)
-            written += cursor.rowcount
-        with conn.cursor(row_factory=class_row(Waiting)) as waits:
-            started = waits.execute(self.wait).fetchall()
-        return _Applied(written, len(records) - fresh, started)
-
-
-@dataclass(frozen=True)
-class _Applied:
-    written: int
-    stale: int
-    started_waiting: list[Waiting]
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """A person a sink has not inserted into ``table``: it has no value yet for ``missing``,
-    columns the table requires."""
-
-    table: str
-    person: str
-    version: int
-    missing: list[str]
-    since: datetime
-
-
-def missing_required(
-    required: Collection[str], columns: Mapping[str, str], fields: Mapping[str, Any]
-) -> list[str]:
-    """The ``required`` columns (of ``columns``: field -> column) whose field the merged
-    record's ``fields`` lacks or holds as null, in mapping order."""
-    return [
-        column
-        for name, column in columns.items()
-        if column in required and ((merged := fields.get(name)) is None or merged["value"] is None)
-    ]
 
 
 def sink_mappings(merge: MergeSettings, store: str) -> list[TableMapping]:
@@ -337,51 +66,6 @@ def sink_mappings(merge: MergeSettings, store: str) -> list[TableMapping]:
 def sink_tables(merge: MergeSettings, store: str) -> list[str]:
     """The names of the tables the sink of ``store`` writes."""
     return [m.table for m in sink_mappings(merge, store)]
-
-
-def waiting_people(conn: Connection, tables: list[str]) -> list[Waiting]:
-    """The people waiting to be inserted into ``tables``, longest waiting first; none if no
-    sink has run on this store yet."""
-    try:
-        with conn.cursor(row_factory=class_row(Waiting)) as cursor:
-            exists = conn.execute("SELECT to_regclass('_civsync.waiting') IS NOT NULL").fetchone()
-            if not exists or not exists[0]:
-                return []
-            return cursor.execute(
-                'SELECT target AS "table", person, version, missing, since FROM _civsync.waiting'
-                " WHERE target = ANY(%s) ORDER BY since, target, person",
-                (tables,),
-            ).fetchall()
-    except psycopg.Error as exc:
-        raise classify(exc, "reading the people waiting to be inserted") from exc
-
-
-def _required_columns(conn: Connection, table: str) -> set[str]:
-    """Columns of ``table`` an insert must give a value: NOT NULL, without a default, and
-    neither an identity nor a generated column."""
-    rows = conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
-        " AND NOT attisdropped AND attnotnull AND NOT atthasdef AND attidentity = ''"
-        " AND attgenerated = ''",
-        (table,),
-    ).fetchall()
-    return {str(name) for (name,) in rows}
-
-
-def _column_types(conn: Connection, table: str) -> dict[str, str]:
-    rows = conn.execute(
-        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
-        " WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
-        (table,),
-    ).fetchall()
-    if not rows:
-        raise FatalError(f"the sink's target table {table} does not exist")
-    return {str(name): str(type_) for name, type_ in rows}
-
-
-def _qualified(table: str) -> sql.Composed:
-    schema, _, name = table.partition(".")
-    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
 
 
 class StoreSink:
@@ -448,12 +132,16 @@ class StoreSink:
             consumer.close()
             conn.close()
 
-    def _open(self) -> tuple[Connection, list[_Target]]:
+    def _open(self) -> tuple[Connection, list[Target]]:
         conn = connect(self._store_settings, autocommit=True)
         try:
-            conn.execute(_APPLIED_DDL)
+            conn.execute(APPLIED_DDL)
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, false)",
+                (f"{self._merge.lock_timeout_ms}ms",),
+            )
             _bind_origin(conn)
-            targets = [_Target.build(conn, m, i) for i, m in enumerate(self._mappings)]
+            targets = [Target.build(conn, m, i) for i, m in enumerate(self._mappings)]
             self._count_waiting(conn)
         except psycopg.Error as exc:
             conn.close()
@@ -461,7 +149,7 @@ class StoreSink:
         return conn, targets
 
     def _decode(self, messages: list[Message]) -> list[Mapping[str, Any]]:
-        """The newest record of each person in ``messages``."""
+        """The newest record of each person in ``messages``, in key order."""
         newest: dict[str, Mapping[str, Any]] = {}
         for message in messages:
             if skip_consumer_error(message, f"sink-{self._store}"):
@@ -477,13 +165,13 @@ class StoreSink:
             seen = newest.get(record["person"])
             if seen is None or seen["version"] < record["version"]:
                 newest[record["person"]] = record
-        return list(newest.values())
+        return [newest[person] for person in sorted(newest)]
 
     def _apply(
-        self, conn: Connection, targets: list[_Target], records: list[Mapping[str, Any]]
+        self, conn: Connection, targets: list[Target], records: list[Mapping[str, Any]]
     ) -> None:
         started = time.perf_counter()
-        written, stale = self._write_or_split(conn, targets, records)
+        written, stale = self._write_giving_way(conn, targets, records)
         metrics.APPLIED.labels(self._store).inc(written)
         metrics.STALE.labels(self._store).inc(stale)
         try:
@@ -498,8 +186,29 @@ class StoreSink:
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
+    def _write_giving_way(
+        self, conn: Connection, targets: list[Target], records: list[Mapping[str, Any]]
+    ) -> tuple[int, int]:
+        """Write ``records``; a batch that lost a lock to another transaction (a deadlock,
+        the lock timeout) is rolled back and tried again after a pause that doubles."""
+        for attempt in range(_LOCK_ATTEMPTS):
+            try:
+                return self._write_or_split(conn, targets, records)
+            except StoreUnavailableError as exc:
+                if exc.sqlstate not in _LOST_LOCK or attempt == _LOCK_ATTEMPTS - 1:
+                    raise
+                metrics.LOCK_RETRIES.labels(self._store).inc()
+                log.info(
+                    "batch gave way to another transaction's lock; retrying",
+                    store=self._store,
+                    sqlstate=exc.sqlstate,
+                    attempt=attempt + 1,
+                )
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def _write_or_split(
-        self, conn: Connection, targets: list[_Target], records: list[Mapping[str, Any]]
+        self, conn: Connection, targets: list[Target], records: list[Mapping[str, Any]]
     ) -> tuple[int, int]:
         """Write ``records``; if the store rejects the batch, write each half the same way,
         so k bad people in n cost about k·log(n) extra transactions. A person the store
@@ -518,7 +227,7 @@ class StoreSink:
         return first[0] + second[0], first[1] + second[1]
 
     def _write(
-        self, conn: Connection, targets: list[_Target], records: list[Mapping[str, Any]]
+        self, conn: Connection, targets: list[Target], records: list[Mapping[str, Any]]
     ) -> tuple[int, int]:
         written, stale, started = 0, 0, []
         try:

@@ -266,7 +266,7 @@ def test_registrations_identity_and_review_flow_between_the_stores(profile: Prof
     assert run.one(civil, "SELECT count(*) FROM person WHERE full_name = 'Vũ Thị Hoa'") == 1
     records = wait_for(lambda: run.person_records(issued), "the merged record of the newborn")
     assert records[-1]["former_keys"] == [f"civil#{hoa}"]
-    assert records[-1]["fields"]["father"]["value"] == "Vũ Văn Nam"
+    assert records[-1]["values"]["father"] == "Vũ Văn Nam"
 
     # Marriage, death and correction reach the population store.
     def citizen(pin: str) -> Any:
@@ -294,7 +294,7 @@ def test_registrations_identity_and_review_flow_between_the_stores(profile: Prof
     assert run.one(civil, "SELECT count(*) FROM person WHERE pin IN (%s, %s)", EM, EM_REISSUED) == 1
     moved = wait_for(lambda: run.person_records(EM_REISSUED), "the re-issued PIN's record")
     wait_for(lambda: EM in run.person_records(EM_REISSUED)[-1]["former_keys"], "EM's former PIN")
-    assert moved[-1]["fields"]["full_name"]["value"] == "Hoàng Thị Em"
+    assert moved[-1]["values"]["full_name"] == "Hoàng Thị Em"
 
     # The legacy birth without a sex is quarantined, naming the field, and flows once corrected.
     incomplete = wait_for(

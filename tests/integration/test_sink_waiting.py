@@ -11,10 +11,9 @@ import sys
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 from civsync.config import CivsyncSettings
-from connectors.merge.sink import Waiting, missing_required, waiting_people
+from connectors.merge.target import Waiting, missing_required, waiting_people
 from connectors.postgres import Connection
 from connectors.quarantine import QUARANTINE_TOPIC
 from connectors.registry import SchemaRegistry
@@ -22,18 +21,14 @@ from tests.integration.capture_support import civsync_output, q, read_topic, wai
 from tests.integration.merge_support import Pipeline, pipeline, wait_for
 
 
-def _field(value: Any) -> dict[str, Any]:
-    return {"value": value, "rule": "authority"}
-
-
 def test_missing_required_names_the_required_columns_without_a_value() -> None:
     """No services: the columns a person lacks, by column name, in mapping order."""
     columns = {"full_name": "ho_ten", "birth_date": "ngay_sinh", "sex": "gioi_tinh", "note": "n"}
     required = {"ho_ten", "ngay_sinh", "gioi_tinh"}
-    fields = {"birth_date": _field(None), "sex": _field("male"), "note": _field(None)}
+    values = {"birth_date": None, "sex": "male", "note": None}
     # full_name absent, birth_date null: both missing; sex set; note is not required
-    assert missing_required(required, columns, fields) == ["ho_ten", "ngay_sinh"]
-    complete = {**fields, "full_name": _field("Nguyễn Văn An"), "birth_date": _field("1990")}
+    assert missing_required(required, columns, values) == ["ho_ten", "ngay_sinh"]
+    complete = {**values, "full_name": "Nguyễn Văn An", "birth_date": "1990"}
     assert missing_required(required, columns, complete) == []
     assert missing_required(set(), columns, {}) == []
 

@@ -3,13 +3,12 @@ event's clock, id and store; unusable changes are refused with a quarantine reas
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from engine.events import Hlc, Value
+from engine.events import Change, Hlc, Value
 from engine.mapping import PersonEdit, PersonMapper, TableMapping, UnusableChange
 from engine.merge import FieldEdit
+from tests.unit.changes import change
 
 BIRTHS = TableMapping(
     store="civil",
@@ -26,42 +25,7 @@ RESIDENTS = TableMapping(
 MAPPER = PersonMapper([BIRTHS, RESIDENTS])
 
 
-def _event(
-    op: str,
-    *,
-    before: dict[str, Value] | None = None,
-    after: dict[str, Value] | None = None,
-    store: str = "civil",
-    schema: str = "civil",
-    table: str = "birth_registration",
-    event_id: str = "civil:0000000016b374d8:0",
-    hlc: tuple[int, int, str] = (1_717_000_000_000, 0, "civil"),
-) -> dict[str, Any]:
-    """A change event as ``connectors.capture.reader`` gives it: typed envelope, rows in
-    the published form."""
-    wall_ms, logical, node = hlc
-    return {
-        "event_id": event_id,
-        "op": op,
-        "before": before,
-        "after": after,
-        "unavailable": [],
-        "column_types": {},
-        "source": {
-            "connector": "civsync",
-            "store": store,
-            "db": store,
-            "schema": schema,
-            "table": table,
-            "lsn": 0x16B374D848,
-            "commit_lsn": 0x16B374D8A0,
-            "txid": 771,
-            "ts_ms": wall_ms,
-            "snapshot": "false",
-        },
-        "hlc": {"wall_ms": wall_ms, "logical": logical, "node": node},
-        "ts_ms": wall_ms + 5,
-    }
+_event = change
 
 
 ROW: dict[str, Value] = {
@@ -74,7 +38,7 @@ ROW: dict[str, Value] = {
 }
 
 
-def _fields(event: dict[str, Any]) -> dict[str, Value]:
+def _fields(event: Change) -> dict[str, Value]:
     (edit,) = MAPPER.edits_of(event)
     return dict(edit.fields)
 

@@ -1,5 +1,6 @@
-"""The merger's records: the JSON state changelog gives back exactly the person it stored,
-the Avro records match their schemas, and a person's edits partition is fixed."""
+"""The merger's records: the Avro state changelog gives back exactly the person it stored
+(and states an earlier release wrote as JSON still load), the Avro records match their
+schemas, and a person's edits partition is fixed."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from connectors.merge.records import (
     conflict_to_avro,
     edit_from_avro,
     edit_to_avro,
+    legacy_state_from_json,
     person_to_avro,
-    state_from_json,
-    state_to_json,
+    state_from_avro,
+    state_to_avro,
 )
 from engine.events import Hlc, Value
 from engine.mapping import PersonEdit, person_partition
@@ -36,6 +38,15 @@ def _schema(name: str) -> Any:
 
 
 PERSON, CONFLICT, PERSON_EDIT = _schema("person"), _schema("conflict"), _schema("person_edit")
+PERSON_STATE = _schema("person_state")
+
+
+def _through_changelog(person: MergedPerson) -> MergedPerson:
+    """``person`` written to the state changelog and read back, through Avro bytes."""
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, PERSON_STATE, state_to_avro(person))
+    buffer.seek(0)
+    return state_from_avro(fastavro.schemaless_reader(buffer, PERSON_STATE, None))  # type: ignore[arg-type]
 
 
 def _edit(origin: str, wall: int, event_id: str, fields: dict[str, Value]) -> PersonEdit:
@@ -71,7 +82,7 @@ def _values(person: MergedPerson) -> list[tuple[type, Value]]:
 def test_the_state_changelog_gives_back_the_person_with_its_open_conflicts() -> None:
     person, _ = _merge_all(HISTORY)
     assert set(person.open_conflicts) == {"full_name"}
-    restored = state_from_json(state_to_json(person))
+    restored = _through_changelog(person)
     assert restored == person
     assert _values(restored) == _values(person)
 
@@ -102,7 +113,7 @@ edits = st.builds(
 @given(st.lists(edits, max_size=8))
 def test_any_state_survives_the_changelog(history: list[PersonEdit]) -> None:
     person, _ = _merge_all(history)
-    restored = state_from_json(state_to_json(person))
+    restored = _through_changelog(person)
     assert restored == person
     assert _values(restored) == _values(person)
 
@@ -115,7 +126,7 @@ def test_the_changelog_keeps_vietnamese_text_exact() -> None:
             _edit(POPULATION, 2, "p2", {"full_name": names[1]}),
         ]
     )
-    restored = state_from_json(state_to_json(person)).state.fields["full_name"]
+    restored = _through_changelog(person).state.fields["full_name"]
     assert [restored.latest[CIVIL].value, restored.latest[POPULATION].value] == names
     assert all(unicodedata.is_normalized("NFC", name) for name in names)
 
@@ -124,19 +135,54 @@ def _validate(record: dict[str, Any], schema: Any) -> None:
     fastavro.validation.validate(record, schema, raise_errors=True)
 
 
-def test_a_person_record_matches_its_schema_and_names_the_open_conflict() -> None:
+def test_a_person_record_matches_its_schema_and_carries_the_merged_values_only() -> None:
     person, _ = _merge_all(HISTORY)
     record = person_to_avro(person, DEFAULT_POLICY)
     _validate(record, PERSON)
     assert (record["person"], record["version"]) == ("079203001234", person.version)
-    name = record["fields"]["full_name"]
-    assert (name["value"], name["rule"]) == ("Nguyễn Thị Ánh", "authority")
-    assert name["standing"]["event_id"] == "c1"
-    assert name["held"]["event_id"] == "p2"
-    assert name["conflict_id"] == person.open_conflicts["full_name"].conflict_id
-    household = record["fields"]["household"]
-    assert (household["value"], household["held"], household["conflict_id"]) == (42, None, None)
-    assert record["fields"]["date_of_death"]["value"] is None
+    assert record["values"] == {
+        "full_name": "Nguyễn Thị Ánh",  # civil's, under authority; population's is held
+        "sex": "Nữ",
+        "household": 42,
+        "religion": "Phật giáo",
+        "id_cards": 2.5,
+        "pin": True,
+        "date_of_death": None,  # set to null: a sink writes the null
+    }
+
+
+def test_the_state_record_holds_the_provenance_of_every_value() -> None:
+    person, _ = _merge_all(HISTORY)
+    record = state_to_avro(person)
+    _validate(record, PERSON_STATE)
+    events = [e["event_id"] for e in record["events"]]
+    assert sorted(events) == ["c1", "c4", "p2", "p3"]  # each event once
+    name = next(f for f in record["fields"] if f["field"] == "full_name")
+    assert sorted(events[e["event"]] for e in name["latest"]) == ["c1", "p2"]
+    assert events[name["earliest"]["event"]] == "c1"
+    (held,) = record["open_conflicts"]
+    assert (held["field"], held["decision"]) == ("full_name", "held")
+    assert events[held["contested"]["event"]] == "p2"
+
+
+def test_a_state_an_earlier_release_wrote_as_json_still_loads() -> None:
+    edit = ["full_name", "Nguyễn Thị Ánh", CIVIL, 1, 1, CIVIL, "c1"]
+    other = ["full_name", "Nguyễn Thị Anh", POPULATION, 2, 1, POPULATION, "p2", True]
+    document = {
+        "person": "079203001234",
+        "version": 3,
+        "fields": {"full_name": {"latest": [edit, other], "earliest": edit}},
+        "open": {},
+        "successor": None,
+        "former_keys": ["civil#7"],
+        "has_row": True,
+    }
+    person = legacy_state_from_json(json.dumps(document).encode())
+    state = person.state.fields["full_name"]
+    assert state.latest[CIVIL].value == "Nguyễn Thị Ánh"
+    assert state.latest[POPULATION].learned
+    assert state.earliest == state.latest[CIVIL]
+    assert (person.version, person.former_keys, person.has_row) == (3, ("civil#7",), True)
 
 
 def test_every_conflict_record_matches_its_schema() -> None:
@@ -165,7 +211,7 @@ def test_every_conflict_record_matches_its_schema() -> None:
 def test_the_changelog_keeps_a_moved_person_and_the_former_keys() -> None:
     person, _ = _merge_all(HISTORY)
     moved = replace(person, successor="001190000002", former_keys=("civil#7", "001090000001"))
-    assert state_from_json(state_to_json(moved)) == moved
+    assert _through_changelog(moved) == moved
 
 
 @settings(max_examples=200)

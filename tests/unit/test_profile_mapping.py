@@ -4,13 +4,14 @@ identity table of the two stores becomes person edits and identity links."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import cast
 
 import pytest
 
 from connectors.merge.settings import MergeSettings
-from engine.events import Value
+from engine.events import Row, Value
 from engine.mapping import PersonEdit, PersonMapper, UnusableChange
+from tests.unit.changes import change
 
 MAPPER = PersonMapper(MergeSettings().mappings())
 PIN_A, PIN_B = "001090000001", "001190000002"
@@ -25,15 +26,18 @@ def _edits(
     previous_key: Mapping[str, object] | None = None,
 ) -> list[PersonEdit]:
     store = "population" if table in {"citizen", "pin_history", "birth_notification"} else "civil"
-    event: dict[str, Any] = {
-        "event_id": f"{store}:00000000000000a0:0",
-        "op": op,
-        "before": before,
-        "after": after,
-        "previous_key": previous_key,
-        "source": {"store": store, "schema": "public", "table": table},
-        "hlc": {"wall_ms": 1_750_000_000_000, "logical": 0, "node": store},
-    }
+    rows = cast(tuple[Row, Row | None, Row | None], (after, before, previous_key))  # test values
+    event = change(
+        op,
+        after=rows[0],
+        before=rows[1],
+        previous_key=rows[2],
+        store=store,
+        schema="public",
+        table=table,
+        event_id=f"{store}:00000000000000a0:0",
+        hlc=(1_750_000_000_000, 0, store),
+    )
     return MAPPER.edits_of(event)
 
 
