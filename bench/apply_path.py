@@ -130,6 +130,31 @@ def change_events(people: int) -> tuple[TableTopic, list[bytes]]:
     return table, encoded
 
 
+def merged_people(people: int) -> list[MergedPerson]:
+    """``people`` people as the merger holds them after a snapshot read and an update each."""
+    table, payloads = change_events(people)
+    envelope = json.loads(table.topic.value_schema)
+    schema = parse_schema(envelope)
+    published = from_avro_row(envelope["fields"][0]["type"][1])
+    owned, step = _People(), _step()
+    for payload in payloads:
+        step.change(change_of(_decode(schema, payload), published, published), owned, Effects())
+    return list(owned.people.values())
+
+
+def _step() -> MergeStep:
+    """The merge step of the bench's person table, under the default policies."""
+    settings = MergeSettings()
+    return MergeStep(
+        PersonMapper(
+            [TableMapping("civil", "public.person", "pin", {f: f for f in PERSON_FIELDS})]
+        ),
+        settings.policies(),
+        settings.required,
+        pre_2025_province_codes(),
+    )
+
+
 def one_run(table: TableTopic, payloads: list[bytes]) -> dict[str, float]:
     """µs per record of each step, over ``payloads`` of ``table``'s topic."""
     envelope = json.loads(table.topic.value_schema)
@@ -139,16 +164,8 @@ def one_run(table: TableTopic, payloads: list[bytes]) -> dict[str, float]:
     def decode(payload: bytes) -> Change:
         return change_of(_decode(schema, payload), published, published)
 
-    settings = MergeSettings()
-    policies = settings.policies()
-    step = MergeStep(
-        PersonMapper(
-            [TableMapping("civil", "public.person", "pin", {f: f for f in PERSON_FIELDS})]
-        ),
-        policies,
-        settings.required,
-        pre_2025_province_codes(),
-    )
+    step = _step()
+    policies = step.policies
     people = _People()
     spent = dict.fromkeys(STEPS, 0.0)
     clock = time.perf_counter

@@ -6,7 +6,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
 from connectors.kafka.errors import KafkaFatalError, translate
@@ -119,9 +125,21 @@ class TopicAdmin:
         resource = ConfigResource(ConfigResource.Type.TOPIC, name)
         return topic, self._admin.describe_configs([resource])[resource].result(self._timeout_s)
 
+    def topic_id(self, name: str) -> str:
+        """The topic's id: a topic deleted and created again under the same name has a new one."""
+        future = self._admin.describe_topics(TopicCollection([name]))[name]
+        try:
+            return str(future.result(self._timeout_s).topic_id)
+        except KafkaException as exc:
+            raise translate(exc, f"describing {name}") from exc
+
     def end_offsets(self, name: str) -> int:
-        """The sum of the topic's partition end offsets: it grows whenever anything is written.
-        A topic just created may have no leaders yet for a moment; that is waited out."""
+        """The sum of the topic's partition end offsets: it grows whenever anything is written."""
+        return sum(self.partition_ends(name).values())
+
+    def partition_ends(self, name: str) -> dict[int, int]:
+        """Each partition's end offset. A topic just created may have no leaders yet for a
+        moment; that is waited out."""
         deadline = time.monotonic() + self._timeout_s
         while True:
             try:
@@ -129,7 +147,7 @@ class TopicAdmin:
                 partitions = [TopicPartition(name, p) for p in topic.partitions]
                 latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped stubs
                 futures = self._admin.list_offsets(dict.fromkeys(partitions, latest))
-                return sum(f.result(self._timeout_s).offset for f in futures.values())
+                return {tp.partition: f.result(self._timeout_s).offset for tp, f in futures.items()}
             except KafkaException as exc:
                 settling = exc.args[0].code() in _SETTLING
                 if not settling or time.monotonic() > deadline:

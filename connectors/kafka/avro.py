@@ -13,6 +13,7 @@ import json
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -158,8 +159,9 @@ class AvroProducer:
         *,
         partition: int | None = None,
         headers: list[tuple[str, str | bytes | None]] | None = None,
+        on_delivery: Callable[[Message], None] | None = None,
     ) -> None:
-        """Queue one record already encoded (internal topics that are not Avro)."""
+        """Queue one record already encoded; ``on_delivery`` is told where it was written."""
         while True:
             try:
                 self._producer.produce(
@@ -167,7 +169,9 @@ class AvroProducer:
                     value=value,
                     key=key,
                     partition=-1 if partition is None else partition,  # -1: the partitioner
-                    on_delivery=self._delivered,
+                    on_delivery=self._delivered
+                    if on_delivery is None
+                    else partial(self._delivered, then=on_delivery),
                     headers=headers,
                 )
             except BufferError:
@@ -207,9 +211,16 @@ class AvroProducer:
         except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
             raise EncodingError(f"{topic.name} {field}: {type(exc).__name__}: {exc}") from exc
 
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+    def _delivered(
+        self,
+        error: KafkaError | None,
+        message: Message,
+        then: Callable[[Message], None] | None = None,
+    ) -> None:
         if error is not None:
             self._failures.append(translate(error, f"delivering to {message.topic()}"))
+        elif then is not None:
+            then(message)
 
 
 class TransactionalProducer(AvroProducer):
@@ -240,13 +251,15 @@ class TransactionalProducer(AvroProducer):
         self._call(self._producer.begin_transaction, "beginning a transaction")
 
     def commit(self, offsets: list[TopicPartition], group: Any) -> None:
-        """Commit the records produced since ``begin`` with the consumer ``offsets``."""
+        """Commit the records produced since ``begin`` with the consumer ``offsets``; their
+        delivery reports have been served when it returns."""
         timeout = self._timeout_s
         self._call(
             lambda: self._producer.send_offsets_to_transaction(offsets, group, timeout),
             "sending offsets to the transaction",
         )
         self._call(lambda: self._producer.commit_transaction(timeout), "committing a transaction")
+        self._producer.poll(0)
         self._failures.clear()
 
     def abort(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -28,9 +28,11 @@ def read_to_end(
     topic: str,
     partitions: list[int] | None = None,
     *,
+    start: Mapping[int, int] | None = None,
     timeout_s: float = 120.0,
 ) -> Iterator[Message]:
-    """Every committed record of ``partitions`` (default: all) up to the end seen at the start."""
+    """Every committed record of ``partitions`` (default: all), from the ``start`` offset of
+    each (default: its beginning), up to the end seen at the start."""
     reader = Consumer(
         kafka.client_config()
         | {
@@ -49,8 +51,9 @@ def read_to_end(
             p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
             for p in partitions
         }
-        pending = {p for p in partitions if ends[p] > 0}
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(pending)])
+        first = {p: (start or {}).get(p, OFFSET_BEGINNING) for p in partitions}
+        pending = {p for p in partitions if ends[p] > max(first[p], 0)}
+        reader.assign([TopicPartition(topic, p, first[p]) for p in sorted(pending)])
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:

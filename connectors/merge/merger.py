@@ -40,8 +40,8 @@ from connectors.kafka.errors import (
     KafkaRetriableError,
     skip_consumer_error,
 )
-from connectors.kafka.reader import read_to_end
 from connectors.merge import metrics
+from connectors.merge.people import OwnedPeople
 from connectors.merge.records import (
     MergeTopics,
     conflict_to_avro,
@@ -79,27 +79,6 @@ class MergerConfig:
     session_timeout_ms: int = 10_000
 
 
-class _Owned:
-    """The people of the partitions this member owns (``engine.step.People``), and which of
-    them the current transaction changed."""
-
-    def __init__(self, partitions: int) -> None:
-        self.partitions = partitions
-        self.by_partition: dict[int, dict[str, MergedPerson]] = {}
-        self.dirty: dict[str, bool] = {}  # person -> merged view changed
-
-    def owns(self, person: str) -> bool:
-        return person_partition(person, self.partitions) in self.by_partition
-
-    def get(self, person: str) -> MergedPerson | None:
-        return self.by_partition[person_partition(person, self.partitions)].get(person)
-
-    def put(self, merged: MergedPerson, *, changed: bool) -> None:
-        person = merged.state.person
-        self.by_partition[person_partition(person, self.partitions)][person] = merged
-        self.dirty[person] = self.dirty.get(person, False) or changed
-
-
 class Merger:
     """One member of the merger group."""
 
@@ -121,7 +100,13 @@ class Merger:
         )
         self._decoder = AvroDecoder(registry)
         self._events = ChangeEventReader(registry)
-        self._people = _Owned(settings.partitions)
+        self._people = OwnedPeople(
+            settings.state_dir / settings.group / config.instance,
+            settings.partitions,
+            self._state,
+            cache_people=settings.cache_people,
+        )
+        self._state_ends: dict[int, int] = {}  # changelog partition -> offset after our last
 
     def prepare(self) -> None:
         """Create the topics (source topics too, so the group can subscribe before capture
@@ -148,7 +133,7 @@ class Merger:
         run_until_stopped(f"merger-{self._config.instance}", lambda: self._merge_all(stop), stop)
 
     def _merge_all(self, stop: threading.Event) -> None:
-        self._people.by_partition.clear()
+        self._people.close()
         self.prepare()
         settings = self._config.settings
         consumer = Consumer(
@@ -187,33 +172,40 @@ class Merger:
                     self._transaction(consumer, producer, messages)
         finally:
             consumer.close()
+            self._people.close()
         producer.flush()  # a clean stop; after a fatal error the producer has nothing to say
 
     def _transaction(
         self, consumer: Consumer, producer: TransactionalProducer, messages: list[Message]
     ) -> None:
         producer.begin()
+        self._state_ends.clear()
         try:
-            offsets, unread = self._process(producer, messages)
+            offsets, unread, written = self._process(producer, messages)
             producer.commit(offsets, consumer.consumer_group_metadata())
         except KafkaRetriableError:
+            self._people.aborted()
             with contextlib.suppress(KafkaOperationError):  # else the next producer aborts it
                 producer.abort()
             raise  # the part starts again: new clients, offsets and state as committed
+        partitions = {person_partition(p, self._config.settings.partitions) for p in written}
+        if not partitions <= set(self._state_ends):
+            raise KafkaRetriableError("committed state records without a delivery report")
+        self._people.committed(written, {p: self._state_ends[p] for p in partitions})
         for position in unread:  # the rest of the batch is read again, by the next transaction
             consumer.seek(position)
         metrics.TRANSACTIONS.inc()
 
     def _process(
         self, producer: TransactionalProducer, messages: list[Message]
-    ) -> tuple[list[TopicPartition], list[TopicPartition]]:
+    ) -> tuple[list[TopicPartition], list[TopicPartition], dict[str, bytes]]:
         """Process ``messages`` for as long as a transaction should last; the offsets to
-        commit, and where to read again for the messages left for the next transaction."""
+        commit, where to read again for the messages left for the next transaction, and
+        the state records written (person -> bytes)."""
         edits_topic = self._topics.edits.name
         offsets: dict[tuple[str, int], int] = {}
         unread: dict[tuple[str, int], int] = {}
         effects = Effects()
-        self._people.dirty.clear()
         deadline = time.monotonic() + self._config.transaction_timeout_ms / 4000
         for message in messages:
             if unread or time.monotonic() > deadline:
@@ -238,11 +230,11 @@ class Merger:
             except DecodingError as exc:
                 self._quarantine(producer, "merge.undecodable", str(exc), payload.hex())
             offsets[(topic, partition)] = offset + 1
-        self._write(producer, effects)
+        written = self._write(producer, effects)
         commit = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        return commit, [TopicPartition(t, p, o) for (t, p), o in unread.items()]
+        return commit, [TopicPartition(t, p, o) for (t, p), o in unread.items()], written
 
-    def _write(self, producer: TransactionalProducer, effects: Effects) -> None:
+    def _write(self, producer: TransactionalProducer, effects: Effects) -> dict[str, bytes]:
         """Everything the batch's step left, in the open transaction: edits re-keyed to the
         members that own their people, conflicts, findings, and for each changed person its
         state and, if the merged view changed, its new record."""
@@ -267,18 +259,26 @@ class Merger:
             log.warning(
                 "PIN finding", code=warning.reason, detail=warning.detail, event_id=event_id
             )
-        state = self._topics.state
-        for person, changed in self._people.dirty.items():
-            merged = self._people.get(person)
-            assert merged is not None, "a changed person is held"  # noqa: S101
+        state, written = self._topics.state, {}
+        for person, (merged, changed) in self._people.changed.items():
             value = producer.encode(state, MessageField.VALUE, state_to_avro(merged))
             partition = person_partition(person, partitions)
-            producer.produce_bytes(state.name, person.encode(), value, partition=partition)
+            producer.produce_bytes(
+                state.name, person.encode(), value, partition=partition, on_delivery=self._logged
+            )
+            written[person] = value
             if changed:
                 self._publish(producer, merged)
         for origin, count in effects.merged.items():
             metrics.EDITS.labels(origin).inc(count)
         metrics.LINKS.inc(effects.links)
+        return written
+
+    def _logged(self, message: Message) -> None:
+        """A state record was written: the changelog partition ends after it."""
+        partition, offset = message.partition(), message.offset()
+        assert partition is not None and offset is not None, "a delivered record has a place"  # noqa: S101, PT018
+        self._state_ends[partition] = max(self._state_ends.get(partition, 0), offset + 1)
 
     def _publish(self, producer: TransactionalProducer, merged: MergedPerson) -> None:
         """The new merged record on civsync.person, a tombstone for a person that moved, or
@@ -333,37 +333,14 @@ class Merger:
     def _assigned(self, partitions: list[TopicPartition]) -> None:
         mine = sorted(tp.partition for tp in partitions if tp.topic == self._topics.edits.name)
         log.info("partitions assigned", edits_partitions=mine)
-        self._restore(mine)
+        self._people.restore(self._kafka, self._topics.state.name, mine)
 
     def _revoked(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            if tp.topic == self._topics.edits.name:
-                self._people.by_partition.pop(tp.partition, None)
+        edits = self._topics.edits.name
+        self._people.revoke([tp.partition for tp in partitions if tp.topic == edits])
 
-    def _restore(self, partitions: list[int]) -> None:
-        """Load the people of ``partitions`` from the state changelog, to its end."""
-        started = time.monotonic()
-        for partition in partitions:
-            self._people.by_partition[partition] = {}
-        if partitions:
-            for message in read_to_end(self._kafka, self._topics.state.name, partitions):
-                self._load(message)
-        log.info(
-            "state restored",
-            partitions=partitions,
-            people=sum(len(self._people.by_partition[p]) for p in partitions),
-            seconds=round(time.monotonic() - started, 2),
-        )
-
-    def _load(self, message: Message) -> None:
-        partition, key, value = message.partition(), message.key(), message.value()
-        assert partition is not None, "consumed messages have a partition"  # noqa: S101
-        assert key is not None, "state records are keyed by person"  # noqa: S101
-        people = self._people.by_partition[partition]
-        if value is None:
-            people.pop(key.decode(), None)
-        elif value.startswith(b"{"):  # a state an earlier release wrote, in JSON
-            people[key.decode()] = legacy_state_from_json(value)
-        else:
-            where = f"{message.topic()}[{partition}]@{message.offset()}"
-            people[key.decode()] = state_from_avro(self._decoder.decode(value, where))
+    def _state(self, payload: bytes, where: str) -> MergedPerson:
+        """A person's state from its changelog record."""
+        if payload.startswith(b"{"):  # written by an earlier release, in JSON
+            return legacy_state_from_json(payload)
+        return state_from_avro(self._decoder.decode(payload, where))

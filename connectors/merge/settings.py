@@ -12,6 +12,7 @@ authority policy of DESIGN.md. A file can remap tables and override any field's 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -199,6 +200,13 @@ class MergeSettings(_Frozen):
     topic_prefix: str = Field(default="civsync", pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(default=12, ge=1, description="partitions of the merger's topics")
     batch: int = Field(default=2000, ge=1, description="records per Kafka transaction, at most")
+    state_dir: Path = Field(
+        default=Path(".civsync/state"),
+        description="where each merger keeps its RocksDB state: <state_dir>/<group>/<instance>",
+    )
+    cache_people: int = Field(
+        default=10_000, ge=0, description="people a merger keeps decoded in memory"
+    )
     lock_timeout_ms: int = Field(
         default=500,
         ge=1,

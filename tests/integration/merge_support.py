@@ -178,6 +178,7 @@ def write_config(path: Path, name: str, *, partitions: int = 3) -> Path:
         f'topic_prefix = "{name}.civsync"',
         f"partitions = {partitions}",
         "batch = 500",
+        f'state_dir = "{path.parent / "state"}"',
     ]
     for store, table, columns in (
         ("civil", civil, CIVIL_COLUMNS),
