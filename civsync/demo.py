@@ -8,6 +8,7 @@ It recreates all of them on every run and touches nothing else.
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -104,7 +105,8 @@ class Demo:
         return self.settings.stores()[name].model_copy(update={"dbname": DATABASES[name]})
 
     def _reset(self, stores: dict[str, StoreSettings]) -> None:
-        """Fresh demo databases and topics."""
+        """Fresh demo databases, topics and merger state."""
+        shutil.rmtree(self.run_dir / "demo" / "state", ignore_errors=True)
         for name, store in stores.items():
             recreate(self.settings.stores()[name], store.dbname, name)
         topics = TopicAdmin(self.settings.kafka)

@@ -22,7 +22,8 @@ def engine_config(
     path: Path, settings: CivsyncSettings, databases: Mapping[str, str], prefix: str
 ) -> Path:
     """Write a config for an engine of its own: ``settings``' services, the stores'
-    ``databases``, and topics and consumer groups under ``prefix``."""
+    ``databases``, topics and consumer groups under ``prefix``, and the merger's state in
+    ``state/`` beside the config (an engine's state is deleted with its directory)."""
     lines = []
     for name, store in settings.stores().items():
         lines += [f"[{name}]", f'host = "{store.host}"', f"port = {store.port}"]
@@ -35,6 +36,7 @@ def engine_config(
         "[merge]",
         f'topic_prefix = "{prefix}"',
         f'group = "{prefix}-merger"',
+        f'state_dir = "{path.parent / "state"}"',
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
