@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 
 from civsync.config import CivsyncSettings
@@ -39,8 +40,16 @@ def _log(settings: CivsyncSettings, topic: str, people: dict[str, int]) -> None:
     assert producer.flush(30) == 0
 
 
-def _changelog(settings: CivsyncSettings, topic: str) -> None:
+def _create(settings: CivsyncSettings, topic: str) -> None:
     TopicAdmin(settings.kafka).ensure([TopicSpec(topic, PARTITIONS, 1, compacted=True)])
+
+
+@pytest.fixture
+def changelog(settings: CivsyncSettings, unique_name: str) -> str:
+    """A state changelog of the test's own."""
+    topic = f"{unique_name}.merge.state"
+    _create(settings, topic)
+    return topic
 
 
 def _versions(people: OwnedPeople, keys: list[str]) -> dict[str, int | None]:
@@ -48,10 +57,9 @@ def _versions(people: OwnedPeople, keys: list[str]) -> dict[str, int | None]:
 
 
 def test_state_is_restored_into_rocksdb_and_resumed_from_where_it_was(
-    settings: CivsyncSettings, unique_name: str, tmp_path: Path
+    settings: CivsyncSettings, changelog: str, tmp_path: Path
 ) -> None:
-    topic = f"{unique_name}.merge.state"
-    _changelog(settings, topic)
+    topic = changelog
     first = {f"0790{n:08d}": 1 for n in range(300)}
     _log(settings, topic, first)
     people = OwnedPeople(tmp_path, PARTITIONS, _decode, cache_people=10)
@@ -71,10 +79,9 @@ def test_state_is_restored_into_rocksdb_and_resumed_from_where_it_was(
 
 
 def test_only_committed_state_reaches_rocksdb(
-    settings: CivsyncSettings, unique_name: str, tmp_path: Path
+    settings: CivsyncSettings, changelog: str, tmp_path: Path
 ) -> None:
-    topic = f"{unique_name}.merge.state"
-    _changelog(settings, topic)
+    topic = changelog
     people = OwnedPeople(tmp_path, PARTITIONS, _decode, cache_people=0)
     people.restore(settings.kafka, topic, list(range(PARTITIONS)))
     a, b = "079000000001", "079000000002"
@@ -90,10 +97,9 @@ def test_only_committed_state_reaches_rocksdb(
 
 
 def test_a_changelog_created_again_starts_a_new_state(
-    settings: CivsyncSettings, unique_name: str, tmp_path: Path
+    settings: CivsyncSettings, changelog: str, tmp_path: Path
 ) -> None:
-    topic = f"{unique_name}.merge.state"
-    _changelog(settings, topic)
+    topic = changelog
     _log(settings, topic, {f"0790{n:08d}": 1 for n in range(40)})
     people = OwnedPeople(tmp_path, PARTITIONS, _decode)
     people.restore(settings.kafka, topic, list(range(PARTITIONS)))
@@ -103,7 +109,7 @@ def test_a_changelog_created_again_starts_a_new_state(
     deadline = time.monotonic() + 30
     while True:  # the broker may take a moment to forget the old topic
         try:
-            _changelog(settings, topic)
+            _create(settings, topic)
             break
         except Exception:
             if time.monotonic() > deadline:
