@@ -32,8 +32,14 @@ ConfigOption = Annotated[
 ]
 
 
-def slot_name(store: str) -> str:
-    return f"civsync_{store}"
+SlotOption = Annotated[
+    str | None, typer.Option(help="Slot name (default: [capture] slot_prefix, _, the store)")
+]
+
+
+def slot_name(settings: CivsyncSettings, store: str) -> str:
+    """The slot of ``store``: ``[capture] slot_prefix``, then the store's name."""
+    return f"{settings.capture.slot_prefix}_{store}"
 
 
 @app.command("run")
@@ -41,7 +47,9 @@ def run(
     store: Annotated[str, typer.Argument(help="civil or population")],
     *,
     config: ConfigOption = None,
-    slot: Annotated[str | None, typer.Option(help="Slot name (default civsync_<store>)")] = None,
+    slot: Annotated[
+        str | None, typer.Option(help="Slot name (default <slot_prefix>_<store>)")
+    ] = None,
     table: Annotated[
         list[str] | None, typer.Option(help="schema.table to capture (repeat)")
     ] = None,
@@ -72,7 +80,7 @@ def run(
         )
         capture = CaptureConfig(
             store=store,
-            slot=slot or slot_name(store),
+            slot=slot or slot_name(settings, store),
             tables=tuple(table or ()),
             snapshot_chunk=snapshot_chunk,
         )
@@ -83,7 +91,9 @@ def snapshot(
     store: Annotated[str, typer.Argument(help="civil or population")],
     tables: Annotated[list[str] | None, typer.Argument(help="schema.table (default: all)")] = None,
     config: ConfigOption = None,
-    slot: Annotated[str | None, typer.Option(help="Slot name (default civsync_<store>)")] = None,
+    slot: Annotated[
+        str | None, typer.Option(help="Slot name (default <slot_prefix>_<store>)")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Show progress until every table is read")] = True,
 ) -> None:
     """Queue an incremental snapshot of STORE; the running capture reads it in key chunks."""
@@ -91,7 +101,7 @@ def snapshot(
     with connect(_store(settings, store), autocommit=True) as conn:
         conn.execute(snapshots.JOBS_DDL)
         jobs = snapshots.request(
-            conn, slot or slot_name(store), captured_tables(conn, tuple(tables or ()))
+            conn, slot or slot_name(settings, store), captured_tables(conn, tuple(tables or ()))
         )
         console.print(f"queued {len(jobs)} table(s) for `civsync capture run {store}` to read")
         if wait:
@@ -128,9 +138,9 @@ def status(config: ConfigOption = None) -> None:
     view = Table("store", "slot", "confirmed", "wal status", "lag (bytes)", "active pid")
     for store, store_settings in settings.stores().items():
         with connect(store_settings, autocommit=True) as conn:
-            state = ReplicationSlot(slot_name(store)).state(conn)
+            state = ReplicationSlot(slot_name(settings, store)).state(conn)
         if state is None:
-            view.add_row(store, slot_name(store), "-", "no slot", "-", "-")
+            view.add_row(store, slot_name(settings, store), "-", "no slot", "-", "-")
             continue
         view.add_row(
             store,

@@ -7,10 +7,13 @@ done by the modules it calls.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +27,7 @@ from civsync.demo import Demo
 from civsync.merge_cli import conflicts_app, merge_app, sink_app
 from civsync.reconcile import reconcile as run_reconcile
 from civsync.remap import remap as run_remap
+from civsync.runner import ROLES, EngineProcesses
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from connectors.migrations import migrate as run_migrations
 from connectors.postgres import connect
@@ -44,6 +48,7 @@ app.add_typer(sink_app, name="sink")
 app.add_typer(conflicts_app, name="conflicts")
 
 console = Console(stderr=True)
+log = structlog.get_logger("civsync")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (default: $CIVSYNC_CONFIG)")
@@ -80,6 +85,31 @@ def version() -> None:
     typer.echo(
         f"civsync {__version__} (Kafka {KAFKA_VERSION}, Apicurio Registry {APICURIO_VERSION})"
     )
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Write each part's log to <log-dir>/<part>.log")
+    ] = None,
+) -> None:
+    """The whole engine on this machine: both captures, the merger and both sinks, each its
+    own process, supervised: a part that exits is restarted (after 1 s, doubling to 30 s),
+    logged and counted. SIGTERM or Ctrl-C stops every part cleanly. For scale-out across
+    machines, run the parts one by one: capture run, merge run --instance, sink run."""
+    _settings(config)  # a bad config stops here, once, not in five processes
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    engine = EngineProcesses(config, log_dir)
+    engine.start()
+    log.info("engine started", parts=list(ROLES))
+    try:
+        engine.supervise(stop)
+    finally:
+        engine.stop()
+        log.info("engine stopped", restarts=dict(engine.restarts))
 
 
 @app.command()

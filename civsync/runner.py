@@ -1,21 +1,37 @@
 """The whole engine as local processes: capture of both stores, the merger, both sinks.
 
 Each is a ``civsync`` command in its own process, started with the same config file and
-environment, logging to ``<log_dir>/<role>.log``. For the demo and for trying civsync on one
-machine; a deployment runs the same commands under its own supervisor.
+environment, logging to ``<log_dir>/<role>.log`` (or to this process's output). ``civsync
+run`` and the demo use it. ``supervise`` restarts a part that exits, after a pause that
+doubles from 1 s to 30 s (back to 1 s once the part has run a minute), logged and counted;
+``stop`` asks every part to stop (SIGTERM: open transactions commit or abort, slots are
+confirmed) and kills what has not within the timeout. Every part is started so that the
+kernel stops it if the process that started it dies, even by a crash, so an engine never
+outlives its supervisor as orphans.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import structlog
+
 from civsync.config import CivsyncSettings
+
+log = structlog.get_logger(__name__)
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+_FIRST_PAUSE_S, _LONGEST_PAUSE_S, _STEADY_S = 1.0, 30.0, 60.0
 
 
 def engine_config(
@@ -46,53 +62,100 @@ def engine_config(
 ROLES = ("capture-civil", "capture-population", "merger", "sink-civil", "sink-population")
 
 
-def command(role: str, config: Path) -> list[str]:
-    """The ``civsync`` command line of ``role``."""
+def command(role: str, config: Path | None) -> list[str]:
+    """The ``civsync`` command line of ``role`` (without a config: ``$CIVSYNC_CONFIG``)."""
     kind, _, store = role.partition("-")
     args = {
         "capture": ["capture", "run", store],
         "merger": ["merge", "run"],
         "sink": ["sink", "run", store],
     }[kind]
-    return [sys.executable, "-m", "civsync.cli", *args, "--config", str(config)]
+    return [
+        sys.executable,
+        "-m",
+        "civsync.cli",
+        *args,
+        *(["--config", str(config)] if config else []),
+    ]
+
+
+def _stop_with_parent() -> None:
+    """In a new part, before it runs: SIGTERM when the process that started it dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
 class EngineProcesses:
-    config: Path
-    log_dir: Path
+    config: Path | None
+    log_dir: Path | None = None  # None: the parts write to this process's output
     env: dict[str, str] = field(default_factory=dict)
     extra: dict[str, list[str]] = field(default_factory=dict)  # more arguments, by role
+    restarts: Counter[str] = field(default_factory=Counter)
     _running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _started: dict[str, float] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     def start(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         for role in ROLES:
-            log = (self.log_dir / f"{role}.log").open("wb")
-            self._logs.append(log)
-            self._running[role] = subprocess.Popen(  # noqa: S603 - our own CLI
-                [*command(role, self.config), *self.extra.get(role, [])],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=environment,
-            )
+            self._start(role)
+
+    def _start(self, role: str) -> None:
+        output: IO[bytes] | None = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = (self.log_dir / f"{role}.log").open("ab")
+            self._logs.append(output)
+        self._running[role] = subprocess.Popen(  # noqa: S603 - our own CLI
+            [*command(role, self.config), *self.extra.get(role, [])],
+            stdout=output,
+            stderr=None if output is None else subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            preexec_fn=_stop_with_parent,  # noqa: PLW1509 - started from the main thread
+        )
+        self._started[role] = time.monotonic()
 
     def exited(self) -> dict[str, int]:
         """Roles whose process has ended, with the exit code (a running engine has none)."""
         codes = {role: process.poll() for role, process in self._running.items()}
         return {role: code for role, code in codes.items() if code is not None}
 
+    def supervise(self, stop: threading.Event, poll_s: float = 0.5) -> None:
+        """Restart each part that exits, until ``stop`` is set."""
+        due: dict[str, float] = {}  # role -> when it starts again
+        quick_exits: Counter[str] = Counter()  # role -> exits in a row within a minute of start
+        while not stop.wait(poll_s):
+            now = time.monotonic()
+            for role, code in self.exited().items():
+                if role in due:
+                    continue
+                quick = 0 if now - self._started[role] >= _STEADY_S else quick_exits[role] + 1
+                quick_exits[role] = quick
+                pause = min(_FIRST_PAUSE_S * 2.0 ** max(quick - 1, 0), _LONGEST_PAUSE_S)
+                self.restarts[role] += 1
+                due[role] = now + pause
+                log.warning(
+                    "part exited; restarting",
+                    part=role,
+                    exit_code=code,
+                    restarts=self.restarts[role],
+                    in_s=pause,
+                )
+            for role, when in list(due.items()):
+                if now >= when:
+                    del due[role]
+                    self._start(role)
+
     def stop(self, timeout_s: float = 30.0) -> None:
         for process in self._running.values():
-            process.terminate()
+            if process.poll() is None:
+                process.terminate()
         for process in self._running.values():
             try:
                 process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
         self._running.clear()
-        for log in self._logs:
-            log.close()
+        for output in self._logs:
+            output.close()
         self._logs.clear()

@@ -118,6 +118,11 @@ class CaptureSettings(_Frozen):
     route_people: bool = Field(
         default=True, description="route each table the merger maps by its person column"
     )
+    slot_prefix: str = Field(
+        default="civsync",
+        pattern=r"^[a-z0-9_]{1,50}$",
+        description="replication slots are named <slot_prefix>_<store> (they are per server)",
+    )
 
     def route(self, store: str, schema: str, table: str) -> str | None:
         """The column that partitions ``store``'s ``schema.table``, if any."""
