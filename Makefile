@@ -21,6 +21,7 @@ test: setup lint services-up      ## lint, every test against the real services,
 	$(BIN)/python -m bench.reconcile --smoke
 	$(BIN)/python -m bench.apply_path --smoke
 	$(BIN)/python -m bench.encode --smoke
+	$(BIN)/python -m bench.initial_sync --smoke
 	$(BIN)/python -m bench.sidebyside --smoke  # fetches Kafka Connect and Debezium once (about 154 MB)
 
 bench: setup services-up          ## the full benchmarks (minutes; on demand, never in CI)

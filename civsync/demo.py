@@ -68,7 +68,7 @@ class Demo:
         self._step("services", self._services)
         stores = {name: self._store(name) for name in DATABASES}
         self._step("stores", lambda: self._reset(stores))
-        people = self._step("seed", lambda: self._seed(stores))
+        people = self._step("seed", lambda: self.seed(stores))
         prefix = f"{_TOPIC_PREFIX}-{int(time.time())}"
         engine = EngineProcesses(
             engine_config(self.run_dir / "demo" / "civsync.toml", self.settings, DATABASES, prefix),
@@ -112,7 +112,9 @@ class Demo:
         topics = TopicAdmin(self.settings.kafka)
         topics.delete(sorted(t for t in topics.names() if t.startswith(_TOPIC_PREFIX)))
 
-    def _seed(self, stores: dict[str, StoreSettings]) -> list[GeneratedPerson]:
+    def seed(self, stores: dict[str, StoreSettings]) -> list[GeneratedPerson]:
+        """Both stores filled with the demo's people, their acts and mismatches (also used
+        by bench.initial_sync)."""
         people = list(Generator(mismatch=self.mismatch).people(self.people))
         households = {p.household: p.population["permanent_residence"] for p in people}
         with connect(stores["population"]) as conn:

@@ -114,6 +114,10 @@ class EngineProcesses:
         )
         self._started[role] = time.monotonic()
 
+    def pids(self) -> dict[str, int]:
+        """The process id of each running part."""
+        return {role: process.pid for role, process in self._running.items()}
+
     def exited(self) -> dict[str, int]:
         """Roles whose process has ended, with the exit code (a running engine has none)."""
         codes = {role: process.poll() for role, process in self._running.items()}
