@@ -49,7 +49,20 @@ class MergedPerson:
         """The merged value of every field the person has, with its provenance."""
         if self.cached_view is not None and self.cached_view[0] is policies:
             return self.cached_view[1]
-        return {name: self.state.outcome(name, policies[name]) for name in self.state.fields}
+        view = {name: self.state.outcome(name, policies[name]) for name in self.state.fields}
+        object.__setattr__(self, "cached_view", (policies, view))  # not part of equality
+        return view
+
+    def outcomes(self, names: list[str], policies: Mapping[str, FieldPolicy]) -> dict[str, Outcome]:
+        """The merged value of the fields ``names`` (unset ones: no value, no provenance),
+        from the cached view if there is one, without computing the others."""
+        if self.cached_view is not None and self.cached_view[0] is policies:
+            return {name: self.cached_view[1].get(name, _UNSET) for name in names}
+        fields = self.state.fields
+        return {
+            name: self.state.outcome(name, policies[name]) if name in fields else _UNSET
+            for name in names
+        }
 
 
 @dataclass(frozen=True)
@@ -64,8 +77,7 @@ def merge(
 ) -> MergeResult:
     """``person`` after ``edit``; conflicts raised and closed; whether the view changed."""
     touched = edit.touched
-    view = person.view(policies)
-    before = {name: view.get(name, _UNSET) for name in touched}
+    before = person.outcomes(touched, policies)
     state, records, changed_outcomes = person.state.apply_all(edit.field_edits(), policies)
     former_keys = tuple(sorted({*person.former_keys, *edit.former_keys}))
     has_row = person.has_row or edit.person_row
@@ -97,7 +109,9 @@ def merge(
         open_conflicts=open_conflicts,
         former_keys=former_keys,
         has_row=has_row,
-        cached_view=(policies, {**view, **changed_outcomes}),
+        cached_view=None
+        if person.cached_view is None or person.cached_view[0] is not policies
+        else (policies, {**person.cached_view[1], **changed_outcomes}),
     )
     return MergeResult(merged, records, changed)
 
