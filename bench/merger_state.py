@@ -4,7 +4,7 @@ Fills ``connectors.merge.state_store`` over 12 partitions with N people, in batc
 people as the merger's transactions commit them (each batch split by partition, one ``write``
 per partition), then reads N/10 random people back with ``get``, one at a time, and decodes
 each as the merger does on a cache miss, keeping the last ``cache_people`` (the merger's
-default, 10,000) decoded, as its cache does. Person keys are PIN-shaped, scattered over the
+default, 5,000) decoded, as its cache does. Person keys are PIN-shaped, scattered over the
 key space, and partitioned as the merger does (``person_partition``).
 
 Each value is a real changelog record (registry framing, Avro ``PersonState``, compiled
@@ -51,7 +51,7 @@ PARTITIONS = 12
 BATCH = 2_000  # people per merger transaction
 PIN_SPACE = 10**12
 TEMPLATES = 1_000
-CACHE_PEOPLE = 10_000  # connectors.merge.settings: cache_people
+CACHE_PEOPLE = 5_000  # connectors.merge.settings: cache_people
 _HEADER = b"\x00\x00\x00\x00\x01"  # registry framing: magic byte, schema id
 _STATE = parse_schema(json.loads(load("person_state")))
 

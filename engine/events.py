@@ -33,7 +33,7 @@ class SnapshotMarker(enum.StrEnum):
     INCREMENTAL = "incremental"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Hlc:
     """A hybrid logical clock reading: wall time, a logical counter, the node that made it.
 

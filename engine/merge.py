@@ -20,7 +20,7 @@ from engine.events import Hlc, Value
 from engine.policy import CIVIL, POPULATION, STEWARD, FieldPolicy, Rule
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FieldEdit:
     """One value given to a field by one origin, with its provenance."""
 
@@ -52,7 +52,7 @@ class FieldEdit:
         object.__setattr__(self, "rank", rank)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FieldState:
     """The latest edit per origin and the earliest edit seen, for one field of one person."""
 
@@ -72,7 +72,7 @@ class FieldState:
         return FieldState(latest, earliest)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """The value that stands, the edit it came from, and an edit held for a steward if any."""
 
@@ -139,7 +139,7 @@ def _held(candidate: FieldEdit, standing: FieldEdit) -> FieldEdit | None:
 _NO_EDITS = FieldState()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PersonState:
     """Every shared field of one person."""
 

@@ -27,7 +27,7 @@ from engine.places import PLACE_FIELDS, for_steward
 from engine.policy import STEWARD, FieldPolicy
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MergedPerson:
     state: PersonState
     version: int = 0

@@ -58,7 +58,7 @@ class OwnedPeople:
         partitions: int,
         decode: Decode,
         *,
-        cache_people: int = 10_000,
+        cache_people: int = 5_000,
     ) -> None:
         self.partitions = partitions
         self._directory = directory

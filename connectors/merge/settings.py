@@ -205,7 +205,7 @@ class MergeSettings(_Frozen):
         description="where each merger keeps its RocksDB state: <state_dir>/<group>/<instance>",
     )
     cache_people: int = Field(
-        default=10_000, ge=0, description="people a merger keeps decoded in memory"
+        default=5_000, ge=0, description="people a merger keeps decoded in memory"
     )
     lock_timeout_ms: int = Field(
         default=500,
