@@ -51,7 +51,7 @@ from bench.capture import _peak_rss_mb
 from bench.report import summary, write
 from civsync.config import CivsyncSettings, load_settings
 from civsync.demo import SHARED, TABLES, Demo
-from civsync.runner import ROLES, EngineProcesses, engine_config
+from civsync.runner import EngineProcesses, engine_config, roles
 from civsync.services import LocalServices
 from connectors.kafka.admin import TopicAdmin
 from connectors.migrations import drop, recreate
@@ -135,7 +135,9 @@ def _forget(settings: CivsyncSettings, prefix: str, databases: dict[str, str]) -
             future.result(timeout=30)
 
 
-def one_run(settings: CivsyncSettings, people: int, timeout_s: float) -> dict[str, Any]:
+def one_run(
+    settings: CivsyncSettings, people: int, timeout_s: float, mergers: int
+) -> dict[str, Any]:
     prefix = f"bench_initial_{uuid.uuid4().hex[:8]}"  # topics, groups, slots and databases
     databases = {store: f"civsync_{prefix}_{store}" for store in TABLES}
     run_dir, result = RUN_DIR / prefix, dict[str, Any]()
@@ -150,6 +152,7 @@ def one_run(settings: CivsyncSettings, people: int, timeout_s: float) -> dict[st
             run_dir / "logs",
             env={"CIVSYNC_LOG_LEVEL": "WARNING"},
             extra={f"capture-{s}": ["--slot", f"{prefix}_{s}"] for s in databases},
+            mergers=mergers,
         )
         started = time.monotonic()
         engine.start()
@@ -164,8 +167,7 @@ def one_run(settings: CivsyncSettings, people: int, timeout_s: float) -> dict[st
             result["merger_in"], result["merger_out"] = _merger_records(
                 TopicAdmin(settings.kafka), prefix
             )
-            # just before stopping; EngineProcesses has no public accessor for its pids yet
-            pids = engine.pids()
+            pids = engine.pids()  # just before stopping
             result["peak_rss_mb"] = {role: _peak_rss_mb(pid) for role, pid in pids.items()}
         finally:
             engine.stop()
@@ -181,6 +183,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, help="people per store (1,000,000; smoke 2,000)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--timeout", type=float, help="s per run (120 + 6 ms per person)")
+    parser.add_argument("--mergers", type=int, default=1, help="merger processes (civsync run)")
     parser.add_argument("--smoke", action="store_true", help="2,000 people, one run (for CI)")
     args = parser.parse_args()
     if args.smoke:
@@ -191,11 +194,16 @@ def main() -> None:
     LocalServices(ROOT / ".run", settings).up()
     runs = []
     for n in range(1, args.runs + 1):
-        runs.append(one_run(settings, args.people, args.timeout))
+        runs.append(one_run(settings, args.people, args.timeout, args.mergers))
         print(f"run {n}: {json.dumps(runs[-1])}", flush=True)
     done = [r for r in runs if "did_not_converge" not in r]
     result: dict[str, Any] = {
-        "workload": {"people_per_store": args.people, "runs": args.runs, "timeout_s": args.timeout},
+        "workload": {
+            "people_per_store": args.people,
+            "runs": args.runs,
+            "timeout_s": args.timeout,
+            "mergers": args.mergers,
+        },
         "cpus": os.cpu_count(),
         "converged": f"{len(done)} of {len(runs)} runs",
         "seed_s": summary([r["seed_s"] for r in runs]),
@@ -204,7 +212,7 @@ def main() -> None:
         for key in ("time_to_agreement_s", "people_per_s", "merger_in", "merger_out"):
             result[key] = summary([r[key] for r in done])
         result["peak_rss_mb"] = {
-            role: summary([r["peak_rss_mb"][role] for r in done]) for role in ROLES
+            role: summary([r["peak_rss_mb"][role] for r in done]) for role in roles(args.mergers)
         }
     result["runs"] = runs
     write("initial_sync", result, smoke=args.smoke)

@@ -27,7 +27,7 @@ from civsync.demo import Demo
 from civsync.merge_cli import conflicts_app, merge_app, sink_app
 from civsync.reconcile import reconcile as run_reconcile
 from civsync.remap import remap as run_remap
-from civsync.runner import ROLES, EngineProcesses
+from civsync.runner import EngineProcesses, roles
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from connectors.migrations import migrate as run_migrations
 from connectors.postgres import connect
@@ -93,6 +93,9 @@ def run(
     log_dir: Annotated[
         Path | None, typer.Option(help="Write each part's log to <log-dir>/<part>.log")
     ] = None,
+    mergers: Annotated[
+        int, typer.Option(min=1, help="Merger processes: they share the partitions")
+    ] = 1,
 ) -> None:
     """The whole engine on this machine: both captures, the merger and both sinks, each its
     own process, supervised: a part that exits is restarted (after 1 s, doubling to 30 s),
@@ -102,9 +105,9 @@ def run(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    engine = EngineProcesses(config, log_dir)
+    engine = EngineProcesses(config, log_dir, mergers=mergers)
     engine.start()
-    log.info("engine started", parts=list(ROLES))
+    log.info("engine started", parts=list(roles(mergers)))
     try:
         engine.supervise(stop)
     finally:

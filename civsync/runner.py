@@ -62,13 +62,21 @@ def engine_config(
 ROLES = ("capture-civil", "capture-population", "merger", "sink-civil", "sink-population")
 
 
+def roles(mergers: int = 1) -> tuple[str, ...]:
+    """The parts of an engine with ``mergers`` merger processes (``merger-<i>`` when more
+    than one: they share the partitions, and each takes a core)."""
+    if mergers == 1:
+        return ROLES
+    return (*ROLES[:2], *(f"merger-{i}" for i in range(mergers)), *ROLES[3:])
+
+
 def command(role: str, config: Path | None) -> list[str]:
     """The ``civsync`` command line of ``role`` (without a config: ``$CIVSYNC_CONFIG``)."""
-    kind, _, store = role.partition("-")
+    kind, _, what = role.partition("-")
     args = {
-        "capture": ["capture", "run", store],
-        "merger": ["merge", "run"],
-        "sink": ["sink", "run", store],
+        "capture": ["capture", "run", what],
+        "merger": ["merge", "run", *(["--instance", what] if what else [])],
+        "sink": ["sink", "run", what],
     }[kind]
     return [
         sys.executable,
@@ -90,13 +98,14 @@ class EngineProcesses:
     log_dir: Path | None = None  # None: the parts write to this process's output
     env: dict[str, str] = field(default_factory=dict)
     extra: dict[str, list[str]] = field(default_factory=dict)  # more arguments, by role
+    mergers: int = 1
     restarts: Counter[str] = field(default_factory=Counter)
     _running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _started: dict[str, float] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     def start(self) -> None:
-        for role in ROLES:
+        for role in roles(self.mergers):
             self._start(role)
 
     def _start(self, role: str) -> None:
