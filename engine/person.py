@@ -109,14 +109,27 @@ def merge(
         open_conflicts=open_conflicts,
         former_keys=former_keys,
         has_row=has_row,
-        cached_view=None
-        if person.cached_view is None or person.cached_view[0] is not policies
-        else (policies, {**person.cached_view[1], **changed_outcomes}),
+        cached_view=_view_after(person, policies, before, changed_outcomes),
     )
     return MergeResult(merged, records, changed)
 
 
 _UNSET = Outcome(None, None)  # the outcome of a field no edit has set
+
+
+def _view_after(
+    person: MergedPerson,
+    policies: Mapping[str, FieldPolicy],
+    before: Mapping[str, Outcome],
+    changed: Mapping[str, Outcome],
+) -> tuple[Mapping[str, FieldPolicy], Mapping[str, Outcome]] | None:
+    """The view after a merge, where it is known without deciding any other field: from the
+    view kept before, or when the edit touched every field the person had (a new person)."""
+    if person.cached_view is not None and person.cached_view[0] is policies:
+        return policies, {**person.cached_view[1], **changed}
+    if person.state.fields.keys() <= before.keys():
+        return policies, {**{n: o for n, o in before.items() if o is not _UNSET}, **changed}
+    return None
 
 
 def _pending(conflict: Conflict, outcome: Outcome) -> bool:
