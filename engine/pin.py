@@ -17,7 +17,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-_LAYOUT = re.compile(r"^[0-9]{12}$")
+_LAYOUT = re.compile(r"[0-9]{12}")  # fullmatch: ``$`` would take a trailing newline
 _CENTURY_BASE = 1900
 
 
@@ -45,7 +45,7 @@ def check_pin(
     """Findings for ``pin`` given the person's birth date (``YYYY``, ``YYYY-MM`` or
     ``YYYY-MM-DD``; legacy records may have only the year), sex (``male``/``female``; other
     values are not checked) and the pre-2025 province codes (two digits). None: all good."""
-    if not _LAYOUT.match(pin):
+    if not _LAYOUT.fullmatch(pin):
         return [
             PinFinding(
                 "pin.malformed",
@@ -84,4 +84,4 @@ def _warning(code: str, detail: str) -> PinFinding:
 
 def _year(birth_date: str | None) -> int | None:
     year = (birth_date or "")[:4]
-    return int(year) if len(year) == len("YYYY") and year.isdigit() else None
+    return int(year) if len(year) == len("YYYY") and year.isascii() and year.isdigit() else None

@@ -33,7 +33,17 @@ def test_a_pin_that_fits_the_person_has_no_findings(pin: str, birth_date: str, s
 
 
 @pytest.mark.parametrize(
-    "pin", ["00109000000", "0010900000012", "00109000000A", "", " 01090000001"]
+    "pin",
+    [
+        "00109000000",
+        "0010900000012",
+        "00109000000A",
+        "",
+        " 01090000001",
+        "001090000001\n",  # a regex ``$`` takes a trailing newline; the store does not
+        "００１０９０００００００１",  # full-width digits are not the store's digits
+        "٠٠١٠٩٠٠٠٠٠٠١",  # nor Arabic-Indic ones
+    ],
 )
 def test_a_pin_that_is_not_twelve_digits_is_quarantined(pin: str) -> None:
     findings = check_pin(pin, birth_date="1990", sex="male", provinces=PROVINCES)
@@ -52,6 +62,11 @@ def test_layout_mismatches_are_warnings() -> None:
 
 def test_the_century_digit_is_checked_not_only_the_year() -> None:
     assert _codes("001290000001", birth_date="1990") == ["pin.birth_year_mismatch"]  # 2090
+
+
+def test_a_birth_year_in_other_digits_is_not_read_as_a_year() -> None:
+    # read as 1985 it would disagree with the PIN's 1990; it is no year at all
+    assert check_pin("001090000001", birth_date="١٩٨٥", sex="male", provinces=PROVINCES) == []
 
 
 def test_unknown_sex_and_missing_birth_dates_are_not_checked() -> None:
