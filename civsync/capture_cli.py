@@ -18,7 +18,7 @@ from connectors.capture import metrics as capture_metrics
 from connectors.capture import snapshot as snapshots
 from connectors.capture.publisher import ChangePublisher
 from connectors.capture.slot import ReplicationSlot
-from connectors.capture.stream import CaptureConfig, CaptureStream, captured_tables
+from connectors.capture.stream import CaptureConfig, CaptureStream, captured_tables, forget
 from connectors.postgres import Connection, connect
 from connectors.registry import SchemaRegistry
 from connectors.settings import StoreSettings
@@ -129,6 +129,25 @@ def _store(settings: CivsyncSettings, store: str) -> StoreSettings:
     if store not in stores:
         raise typer.BadParameter(f"unknown store {store!r}; expected one of {sorted(stores)}")
     return stores[store]
+
+
+@app.command("reset")
+def reset(
+    store: Annotated[str, typer.Argument(help="civil or population")],
+    config: ConfigOption = None,
+    slot: SlotOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+) -> None:
+    """Drop STORE's slot, its publication and civsync's records of them: the remedy for a lost
+    slot. The next `capture run` creates a new slot and re-reads every table (a snapshot);
+    the merger takes the re-read rows like any others, so nothing is applied twice."""
+    settings = load_settings(config)
+    name = slot or slot_name(settings, store)
+    if not yes:
+        typer.confirm(f"drop slot {name} of {store} and snapshot every table again?", abort=True)
+    with connect(_store(settings, store), autocommit=True) as conn:
+        forget(conn, name)
+    console.print(f"slot {name} dropped; `civsync capture run {store}` starts anew with a snapshot")
 
 
 @app.command("status")

@@ -6,6 +6,7 @@ done by the modules it calls.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -25,10 +26,12 @@ from civsync.capture_cli import snapshot as capture_snapshot
 from civsync.config import CivsyncSettings, load_settings
 from civsync.demo import Demo
 from civsync.merge_cli import conflicts_app, merge_app, sink_app
+from civsync.quarantine_cli import app as quarantine_app
 from civsync.reconcile import reconcile as run_reconcile
 from civsync.remap import remap as run_remap
 from civsync.runner import EngineProcesses, roles
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
+from civsync.status import Status, engine_status
 from connectors.migrations import migrate as run_migrations
 from connectors.postgres import connect
 from engine.errors import CivsyncError
@@ -46,6 +49,7 @@ app.command("snapshot")(capture_snapshot)
 app.add_typer(merge_app, name="merge")
 app.add_typer(sink_app, name="sink")
 app.add_typer(conflicts_app, name="conflicts")
+app.add_typer(quarantine_app, name="quarantine")
 
 console = Console(stderr=True)
 log = structlog.get_logger("civsync")
@@ -113,6 +117,45 @@ def run(
     finally:
         engine.stop()
         log.info("engine stopped", restarts=dict(engine.restarts))
+
+
+@app.command()
+def status(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document")] = False,
+) -> None:
+    """The engine at a glance: each part running or not, capture lag, consumer lag, the last
+    minute's throughput, held conflicts, waiting people, quarantine. Exit 1 when unhealthy."""
+    found = engine_status(_settings(config))
+    if as_json:
+        typer.echo(json.dumps(found.as_dict(), indent=2))
+    else:
+        _print_engine(found)
+    if not found.healthy:
+        raise typer.Exit(1)
+
+
+def _print_engine(found: Status) -> None:
+    parts = Table("part", "running", "lag", "detail")
+    for capture in found.captures:
+        seconds = "" if capture.lag_s is None else f", {capture.lag_s:.1f} s"
+        lag = "-" if capture.lag_bytes is None else f"{capture.lag_bytes:,} B{seconds}"
+        detail = f"slot {capture.slot}, WAL {capture.wal_status or '-'}"
+        parts.add_row(f"capture-{capture.store}", _mark(capture.running), lag, detail)
+    for group in found.groups:
+        busiest = sorted(group.lag_by_partition.items(), key=lambda kv: -kv[1])[:3]
+        detail = ", ".join(f"{where}: {n:,}" for where, n in busiest) or "caught up"
+        row = (group.part, _mark(group.running), f"{group.lag:,} records", detail)
+        parts.add_row(*row)
+    console.print(parts)
+    written = ", ".join(f"{t}: {n:,}" for t, n in found.written_last_minute.items() if n)
+    console.print(f"last minute: {written or 'nothing written'}")
+    waiting = ", ".join(f"{store}: {n}" for store, n in found.waiting_people.items())
+    console.print(f"held conflicts: {found.held_conflicts}; people waiting: {waiting or '-'}")
+    quarantined = ", ".join(f"{reason}: {n:,}" for reason, n in found.quarantined.items())
+    console.print(f"quarantined: {quarantined or 'none'}")
+    for problem in found.problems:
+        console.print(f"[red]unhealthy:[/red] {problem}")
 
 
 @app.command()

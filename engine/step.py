@@ -53,7 +53,7 @@ class Finding:
 
     reason: str
     detail: str
-    refused: Change | PersonEdit | MergedPerson
+    refused: Change | PersonEdit | MergedPerson | bytes  # bytes: input that did not decode
 
 
 @dataclass

@@ -111,19 +111,21 @@ class ReplicationSlot:
         if state is None:
             raise SlotLostError(
                 f"replication slot {self.name} no longer exists, so changes made since it "
-                "vanished may be missing; civsync will not recreate it silently. "
-                "Run `civsync snapshot <store>` to re-read the tables."
+                "vanished may be missing; civsync will not recreate it silently. Run "
+                "`civsync capture reset <store>`, then capture again: a new slot, every table "
+                "re-read"
             )
         if state.plugin != "pgoutput":
             raise SlotLostError(
                 f"replication slot {self.name} decodes with {state.plugin}, and civsync reads"
-                " pgoutput since issue 12: drop the slot and its row in _civsync.capture_state,"
-                " then start capture again; it creates a pgoutput slot and snapshots the tables"
+                " pgoutput since issue 12: run `civsync capture reset <store>`, then capture"
+                " again: a pgoutput slot, every table re-read"
             )
         if state.wal_status == "lost":
             raise SlotLostError(
                 f"replication slot {self.name} was invalidated (WAL removed past "
-                "max_slot_wal_keep_size); run `civsync snapshot <store>` to re-read the tables"
+                "max_slot_wal_keep_size); run `civsync capture reset <store>`, then capture "
+                "again: a new slot, every table re-read"
             )
         return state
 

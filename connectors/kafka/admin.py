@@ -159,24 +159,58 @@ class TopicAdmin:
         over every partition it has committed. A transactional topic ends each transaction
         with a marker no consumer commits past, so a caught-up group still lags by up to one
         per partition written transactionally: compare progress over time, not to zero."""
+        positions = self._committed(group)
+        lag = self.group_lag(group, positions)
+        return sum(positions.values()), sum(lag.values())
+
+    def group_lag(
+        self, group: str, positions: dict[tuple[str, int], int] | None = None
+    ) -> dict[tuple[str, int], int]:
+        """Records the consumer ``group`` has still to read, per (topic, partition) it has
+        committed (markers included, as in ``group_progress``)."""
+        positions = self._committed(group) if positions is None else positions
+        if not positions:
+            return {}
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped stubs
+        try:
+            ends = self._admin.list_offsets({TopicPartition(t, p): latest for t, p in positions})
+            return {
+                (tp.topic, tp.partition): max(
+                    0, f.result(self._timeout_s).offset - positions[(tp.topic, tp.partition)]
+                )
+                for tp, f in ends.items()
+            }
+        except KafkaException as exc:
+            raise translate(exc, f"reading the lag of consumer group {group}") from exc
+
+    def group_members(self, group: str) -> int:
+        """How many consumers are in ``group`` now."""
+        try:
+            described = self._admin.describe_consumer_groups([group])[group]
+            return len(described.result(self._timeout_s).members)
+        except KafkaException as exc:
+            raise translate(exc, f"describing consumer group {group}") from exc
+
+    def written_since(self, name: str, since_ms: int) -> int:
+        """Records (and transaction markers) written to topic ``name`` since ``since_ms``."""
+        ends = self.partition_ends(name)
+        spec = OffsetSpec.for_timestamp(since_ms)
+        try:
+            found = self._admin.list_offsets({TopicPartition(name, p): spec for p in ends})
+            firsts = {tp.partition: f.result(self._timeout_s).offset for tp, f in found.items()}
+        except KafkaException as exc:
+            raise translate(exc, f"reading the offsets of {name}") from exc
+        # -1: nothing written since then
+        return sum(end - firsts[p] for p, end in ends.items() if firsts[p] >= 0)
+
+    def _committed(self, group: str) -> dict[tuple[str, int], int]:
         request = [ConsumerGroupTopicPartitions(group)]
         found = self._admin.list_consumer_group_offsets(request, require_stable=True)[group]
         try:
             committed = found.result(self._timeout_s).topic_partitions or []
-            positions = {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
-            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped stubs
-            ends = (
-                self._admin.list_offsets({TopicPartition(t, p): latest for t, p in positions})
-                if positions
-                else {}
-            )
-            lag = sum(
-                max(0, f.result(self._timeout_s).offset - positions[(tp.topic, tp.partition)])
-                for tp, f in ends.items()
-            )
         except KafkaException as exc:
-            raise translate(exc, f"reading the progress of consumer group {group}") from exc
-        return sum(positions.values()), lag
+            raise translate(exc, f"reading the offsets of consumer group {group}") from exc
+        return {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
 
     def delete(self, names: list[str]) -> None:
         if not names:

@@ -54,7 +54,7 @@ from connectors.merge.records import (
 )
 from connectors.merge.settings import MergeSettings
 from connectors.place_data import pre_2025_province_codes
-from connectors.quarantine import QUARANTINE, as_json, quarantine_record
+from connectors.quarantine import QUARANTINE, Position, as_json, quarantine_record, retried
 from connectors.registry import BACKWARD_TRANSITIVE, SchemaRegistry
 from connectors.resilience import run_until_stopped
 from connectors.settings import KafkaSettings
@@ -77,6 +77,27 @@ class MergerConfig:
     replication_factor: int = 1
     transaction_timeout_ms: int = 10_000  # a batch stops taking messages after a quarter
     session_timeout_ms: int = 10_000
+
+
+class _Inputs:
+    """Which input of a batch each finding came from: where it is on Kafka, and the
+    quarantine record it retries, if it is a retry."""
+
+    def __init__(self) -> None:
+        self._by_finding: dict[int, tuple[Position, str | None]] = {}
+        self._current: tuple[Position, str | None] | None = None
+        self._first = 0
+
+    def reading(self, position: Position, retry_of: str | None, effects: Effects) -> None:
+        self._current, self._first = (position, retry_of), len(effects.findings)
+
+    def read(self, effects: Effects) -> None:
+        assert self._current is not None, "read after reading"  # noqa: S101
+        for n in range(self._first, len(effects.findings)):
+            self._by_finding[n] = self._current
+
+    def of(self, finding: int) -> tuple[Position | None, str | None]:
+        return self._by_finding.get(finding, (None, None))
 
 
 class Merger:
@@ -158,7 +179,7 @@ class Merger:
             **{"transaction.timeout.ms": self._config.transaction_timeout_ms},
         )
         consumer.subscribe(
-            [*self._sources, self._topics.edits.name],
+            [*self._sources, self._topics.edits.name, self._topics.retry],
             on_assign=lambda _, parts: self._assigned(parts),
             on_revoke=lambda _, parts: self._revoked(parts),
             on_lost=lambda _, parts: self._revoked(parts),
@@ -202,10 +223,9 @@ class Merger:
         """Process ``messages`` for as long as a transaction should last; the offsets to
         commit, where to read again for the messages left for the next transaction, and
         the state records written (person -> bytes)."""
-        edits_topic = self._topics.edits.name
         offsets: dict[tuple[str, int], int] = {}
         unread: dict[tuple[str, int], int] = {}
-        effects = Effects()
+        effects, inputs = Effects(), _Inputs()
         deadline = time.monotonic() + self._config.transaction_timeout_ms / 4000
         for message in messages:
             if unread or time.monotonic() > deadline:
@@ -218,23 +238,27 @@ class Merger:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             assert topic is not None, "consumed messages have a topic"  # noqa: S101
             assert partition is not None and offset is not None, "and a position"  # noqa: S101, PT018
-            where = f"{topic}[{partition}]@{offset}"
-            payload = message.value() or b""
+            position, payload = Position(topic, partition, offset), message.value() or b""
+            retry_of, origin = retried(message) if topic == self._topics.retry else (None, topic)
+            inputs.reading(position, retry_of, effects)
             try:
-                if topic == edits_topic:
-                    self._step.edit(
-                        edit_from_avro(self._decoder.decode(payload, where)), self._people, effects
-                    )
+                if origin == self._topics.edits.name:
+                    edit = edit_from_avro(self._decoder.decode(payload, str(position)))
+                    self._step.edit(edit, self._people, effects)
                 else:
-                    self._step.change(self._events.read(payload, where), self._people, effects)
+                    change = self._events.read(payload, str(position))
+                    self._step.change(change, self._people, effects)
             except DecodingError as exc:
-                self._quarantine(producer, "merge.undecodable", str(exc), payload.hex())
+                effects.findings.append(Finding("merge.undecodable", str(exc), payload))
+            inputs.read(effects)
             offsets[(topic, partition)] = offset + 1
-        written = self._write(producer, effects)
+        written = self._write(producer, effects, inputs)
         commit = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         return commit, [TopicPartition(t, p, o) for (t, p), o in unread.items()], written
 
-    def _write(self, producer: TransactionalProducer, effects: Effects) -> dict[str, bytes]:
+    def _write(
+        self, producer: TransactionalProducer, effects: Effects, inputs: _Inputs
+    ) -> dict[str, bytes]:
         """Everything the batch's step left, in the open transaction: edits re-keyed to the
         members that own their people, conflicts, findings, and for each changed person its
         state and, if the merged view changed, its new record."""
@@ -251,8 +275,8 @@ class Merger:
                 conflict_to_avro(conflict),
             )
             metrics.CONFLICTS.labels(conflict.field, str(conflict.rule), conflict.decision).inc()
-        for finding in effects.findings:
-            self._quarantined(producer, finding)
+        for n, finding in enumerate(effects.findings):
+            self._quarantined(producer, finding, *inputs.of(n))
         for warning in effects.warnings:
             metrics.PIN_WARNINGS.labels(warning.reason).inc()
             event_id = warning.refused.event_id if isinstance(warning.refused, Change) else None
@@ -293,24 +317,33 @@ class Merger:
         elif isinstance(publication, Finding):
             self._quarantined(producer, publication)
 
-    def _quarantined(self, producer: TransactionalProducer, finding: Finding) -> None:
-        refused = finding.refused
-        if isinstance(refused, Change):
-            source = refused.source
+    def _quarantined(
+        self,
+        producer: TransactionalProducer,
+        finding: Finding,
+        source: Position | None = None,
+        retry_of: str | None = None,
+    ) -> None:
+        refused, where = finding.refused, {"source": source, "retry_of": retry_of}
+        if isinstance(refused, bytes):  # undecodable
+            self._quarantine(producer, finding.reason, finding.detail, refused.hex(), **where)
+        elif isinstance(refused, Change):
+            logged = refused.source
             self._quarantine(
                 producer,
                 finding.reason,
                 finding.detail,
                 as_json(asdict(refused)),
-                store=source.store,
+                store=logged.store,
                 table=refused.table_id,
-                lsn=source.lsn,
-                txid=source.txid,
+                lsn=logged.lsn,
+                txid=logged.txid,
                 event_id=refused.event_id,
+                **where,
             )
         elif isinstance(refused, PersonEdit):
             payload = as_json(edit_to_avro(refused))
-            self._quarantine(producer, finding.reason, finding.detail, payload)
+            self._quarantine(producer, finding.reason, finding.detail, payload, **where)
         else:
             payload = as_json(state_to_avro(refused))
             self._quarantine(producer, finding.reason, finding.detail, payload)

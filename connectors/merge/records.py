@@ -58,11 +58,22 @@ class MergeTopics:
     def conflicts(self) -> AvroTopic:
         return AvroTopic(f"{self.prefix}.conflicts", _CONFLICT_KEY, _CONFLICT)
 
+    @property
+    def retry(self) -> str:
+        """Inputs of the merger sent again by ``civsync quarantine retry``: the original
+        bytes, headed with the quarantine record they retry and the topic they came from."""
+        return f"{self.prefix}.merge.retry"
+
+    def sink_retry(self, store: str) -> str:
+        """Person records sent again to ``store``'s sink by ``civsync quarantine retry``."""
+        return f"{self.prefix}.sink.{store}.retry"
+
     def specs(self, partitions: int, replication_factor: int = 1) -> list[TopicSpec]:
         """The merger's topics; every merger and sink ensures them, identically."""
         n, rf = partitions, replication_factor
         return [
             TopicSpec(self.edits.name, n, rf),
+            TopicSpec(self.retry, n, rf),
             TopicSpec(self.state.name, n, rf, compacted=True),
             TopicSpec(self.person.name, n, rf, compacted=True),
             TopicSpec(self.conflicts.name, n, rf, retention_ms=FOREVER),

@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaException, Message
 from psycopg.rows import scalar_row
 
 from connectors.capture.slot import APPLY_ORIGINS
-from connectors.kafka.admin import TopicAdmin
+from connectors.kafka.admin import TopicAdmin, TopicSpec
 from connectors.kafka.avro import AvroDecoder, AvroProducer, DecodingError
 from connectors.kafka.errors import skip_consumer_error
 from connectors.merge import metrics
@@ -37,7 +37,7 @@ from connectors.merge.records import MergeTopics
 from connectors.merge.settings import MergeSettings
 from connectors.merge.target import APPLIED_DDL, Target
 from connectors.postgres import Connection, StoreError, StoreUnavailableError, classify, connect
-from connectors.quarantine import QUARANTINE, as_json, quarantine_record
+from connectors.quarantine import QUARANTINE, Position, as_json, quarantine_record, retried
 from connectors.registry import SchemaRegistry
 from connectors.resilience import run_until_stopped
 from connectors.settings import KafkaSettings, StoreSettings
@@ -89,6 +89,7 @@ class StoreSink:
             raise FatalError(f"no table of store {store!r} is mapped in [merge.tables]")
         self._registry = registry
         self._decoder = AvroDecoder(registry)
+        self._inputs: dict[str, tuple[Position, str | None]] = {}  # person -> input, retry of
         self._quarantine = AvroProducer(kafka, registry)
 
     def run(self, stop: threading.Event) -> None:
@@ -100,8 +101,9 @@ class StoreSink:
     def _apply_all(self, stop: threading.Event) -> None:
         self._quarantine.discard_queued()  # a new producer, as a restarted process has
         self._quarantine = AvroProducer(self._kafka, self._registry)
-        topics = MergeTopics(self._merge.topic_prefix)
-        TopicAdmin(self._kafka).ensure(topics.specs(self._merge.partitions))
+        topics, n = MergeTopics(self._merge.topic_prefix), self._merge.partitions
+        retry = topics.sink_retry(self._store)
+        TopicAdmin(self._kafka).ensure([*topics.specs(n), TopicSpec(retry, n, 1)])
         conn, targets = self._open()
         consumer = Consumer(
             self._kafka.client_config()
@@ -114,7 +116,7 @@ class StoreSink:
                 "fetch.wait.max.ms": _FETCH_WAIT_MS,
             }
         )
-        consumer.subscribe([topics.person.name])
+        consumer.subscribe([topics.person.name, retry])
         log.info("sink started", store=self._store, tables=[m.table for m in self._mappings])
         try:
             while not stop.is_set():
@@ -149,22 +151,28 @@ class StoreSink:
         return conn, targets
 
     def _decode(self, messages: list[Message]) -> list[Mapping[str, Any]]:
-        """The newest record of each person in ``messages``, in key order."""
+        """The newest record of each person in ``messages``, in key order; where each came
+        from is kept in ``_inputs`` for the quarantine."""
         newest: dict[str, Mapping[str, Any]] = {}
+        self._inputs.clear()
         for message in messages:
             if skip_consumer_error(message, f"sink-{self._store}"):
                 continue
             if message.value() is None:
                 continue  # a tombstone: the person moved to a new key, whose record follows
-            where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            assert topic is not None and partition is not None and offset is not None  # noqa: S101, PT018
+            where, retry_of = Position(topic, partition, offset), retried(message)[0]
             try:
-                record = self._decoder.decode(message.value() or b"", where)
+                record = self._decoder.decode(message.value() or b"", str(where))
             except DecodingError as exc:
-                self._quarantined("apply.undecodable", str(exc), (message.value() or b"").hex())
+                payload = (message.value() or b"").hex()
+                self._quarantined("apply.undecodable", str(exc), payload, where, retry_of)
                 continue
             seen = newest.get(record["person"])
             if seen is None or seen["version"] < record["version"]:
                 newest[record["person"]] = record
+                self._inputs[record["person"]] = (where, retry_of)
         return [newest[person] for person in sorted(newest)]
 
     def _apply(
@@ -219,7 +227,8 @@ class StoreSink:
             raise
         except StoreError as exc:
             if len(records) == 1:
-                self._quarantined("apply.rejected", str(exc), as_json(records[0]))
+                where = self._inputs.get(records[0]["person"], (None, None))
+                self._quarantined("apply.rejected", str(exc), as_json(records[0]), *where)
                 return 0, 0
         half = len(records) // 2
         first = self._write_or_split(conn, targets, records[:half])
@@ -255,9 +264,22 @@ class StoreSink:
             ).fetchone()
         metrics.WAITING.labels(self._store).set(count or 0)
 
-    def _quarantined(self, reason: str, detail: str, payload: str) -> None:
+    def _quarantined(
+        self,
+        reason: str,
+        detail: str,
+        payload: str,
+        source: Position | None = None,
+        retry_of: str | None = None,
+    ) -> None:
         key, record = quarantine_record(
-            reason, detail, stage="apply", payload=payload, store=self._store
+            reason,
+            detail,
+            stage="apply",
+            payload=payload,
+            store=self._store,
+            source=source,
+            retry_of=retry_of,
         )
         self._quarantine.produce(QUARANTINE, key, record)
         log.warning("quarantined", reason=reason, store=self._store)

@@ -1,9 +1,11 @@
 """`civsync run`: the whole engine under one supervisor, on the real services. Each part
 killed with -9 in turn is restarted and the stores keep converging; SIGTERM stops every part
-and the supervisor; a supervisor killed with -9 takes its parts with it."""
+and the supervisor; a supervisor killed with -9 takes its parts with it. `civsync status`
+sees a part stopped and the lag it leaves."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +29,7 @@ from tests.integration.merge_support import wait_for
 @dataclass
 class Engine:
     supervisor: subprocess.Popen[bytes]
+    config: Path
     civil: Connection
     population: Connection
     log_dir: Path
@@ -85,7 +89,7 @@ def engine(settings: CivsyncSettings, unique_name: str, tmp_path: Path) -> Itera
             connect(stores["civil"], autocommit=True) as civil,
             connect(stores["population"], autocommit=True) as population,
         ):
-            yield Engine(supervisor, civil, population, log_dir)
+            yield Engine(supervisor, config, civil, population, log_dir)
     finally:
         if supervisor.poll() is None:
             supervisor.terminate()
@@ -131,3 +135,50 @@ def test_a_supervisor_killed_takes_its_parts_with_it(engine: Engine) -> None:
     engine.supervisor.send_signal(signal.SIGKILL)
     engine.supervisor.wait(timeout=10)
     wait_for(lambda: _gone(parts), "every part stopped with its supervisor", timeout_s=60)
+
+
+def _status(engine: Engine) -> tuple[int, dict[str, Any]]:
+    """`civsync status --json` of the engine: exit code and document."""
+    done = subprocess.run(
+        [sys.executable, "-m", "civsync.cli", "status", "--json", "--config", str(engine.config)],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+def _merger(document: dict[str, Any]) -> dict[str, Any]:
+    return next(g for g in document["groups"] if g["part"] == "merger")
+
+
+def _sees_merger_stopped(engine: Engine) -> bool:
+    code, document = _status(engine)
+    return code == 1 and not _merger(document)["running"] and _merger(document)["lag"] > 0
+
+
+def test_status_reports_a_stopped_part_and_its_lag(engine: Engine) -> None:
+    wait_for(lambda: len(engine.parts()) == len(ROLES), "every part running", timeout_s=60)
+    engine.add_people(0, 10)
+    wait_for(partial(_synced, engine, 10), "the first people synced", timeout_s=120)
+    code, document = _status(engine)
+    assert (code, document["healthy"], document["problems"]) == (0, True, [])
+    assert [c["running"] for c in document["captures"]] == [True, True]
+    assert all(g["running"] for g in document["groups"])
+    assert document["waiting_people"] == {"civil": 0, "population": 0}
+
+    merger = engine.parts()["merger"]
+    os.kill(merger, signal.SIGSTOP)  # alive to its supervisor, gone to its group
+    try:
+        engine.add_people(100, 10)
+        wait_for(partial(_sees_merger_stopped, engine), "status sees it", timeout_s=90)
+        code, document = _status(engine)
+        assert code == 1
+        assert not _merger(document)["running"]
+        assert _merger(document)["lag"] > 0
+        assert any("merger: not running" in p for p in document["problems"])
+        assert sum(document["written_last_minute"].values()) > 0
+    finally:
+        os.kill(merger, signal.SIGCONT)
+    wait_for(partial(_synced, engine, 20), "the merger back at work", timeout_s=120)
+    wait_for(lambda: _status(engine)[0] == 0, "healthy again", timeout_s=60)

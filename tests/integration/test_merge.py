@@ -161,7 +161,7 @@ def test_a_held_conflict_waits_for_a_steward_without_delaying_anyone_else(
         assert closed.latest["outcome"]["value"] == "Phạm Thị Dung Anh"
 
 
-def test_unusable_input_is_quarantined_with_its_reason_and_the_stream_goes_on(
+def test_unusable_input_is_quarantined_with_its_reason_the_stream_goes_on_and_retry_works(
     civil: Connection,
     population: Connection,
     tmp_path: Path,
@@ -172,7 +172,10 @@ def test_unusable_input_is_quarantined_with_its_reason_and_the_stream_goes_on(
     with pipeline(civil, population, tmp_path, unique_name) as run:
         # the population store only takes these two values; civil-status sends a third
         population.execute(
-            q("ALTER TABLE {t} ADD CHECK (sex IN ('male', 'female'))", run.population_table)
+            q(
+                "ALTER TABLE {t} ADD CONSTRAINT sex_values CHECK (sex IN ('male', 'female'))",
+                run.population_table,
+            )
         )
         insert = q("INSERT INTO {t} (pin, full_name, sex) VALUES (%s, %s, %s)", run.civil_table)
         civil.execute(insert, ("", "Không Có Số", "male"))  # no PIN: no person to merge into
@@ -188,17 +191,53 @@ def test_unusable_input_is_quarantined_with_its_reason_and_the_stream_goes_on(
             lambda: [
                 r
                 for r in read_topic(settings, registry, QUARANTINE_TOPIC)
-                if unique_name in (r["table"] or "") or "Đỗ Văn Giang" in r["payload"]
+                if unique_name in (r["table"] or "") or unique_name in (r.get("source_topic") or "")
             ],
             "quarantine records",
         )
-    reasons = {(r["stage"], r["reason"]) for r in quarantined}
-    assert ("merge", "merge.no_person_key") in reasons
-    assert ("merge", "pin.malformed") in reasons
-    assert ("apply", "apply.rejected") in reasons
-    rejected = next(r for r in quarantined if r["reason"] == "apply.rejected")
-    assert "check constraint" in rejected["detail"]
-    assert rejected["store"] == "population"
+        reasons = {(r["stage"], r["reason"]) for r in quarantined}
+        assert ("merge", "merge.no_person_key") in reasons
+        assert ("merge", "pin.malformed") in reasons
+        assert ("apply", "apply.rejected") in reasons
+        rejected = next(r for r in quarantined if r["reason"] == "apply.rejected")
+        assert "check constraint" in rejected["detail"]
+        assert rejected["store"] == "population"
+
+        # the store is fixed: the rejected person is sent again, through the sink, and lands
+        population.execute(q("ALTER TABLE {t} DROP CONSTRAINT sex_values", run.population_table))
+        source = (rejected[f"source_{part}"] for part in ("topic", "partition", "offset"))
+        rejected_id = "{}[{}]@{}".format(*source)
+        config = ("--config", str(run.config))
+        assert rejected_id in civsync_output(
+            "quarantine", "list", "--reason", "apply.rejected", *config
+        )
+        assert "sent to" in civsync_output("quarantine", "retry", rejected_id, *config)
+        wait_for(
+            lambda: set(run.rows("population")) == {_pin(1), _pin(2)},
+            "the retried person reaches the population store",
+        )
+        civsync_output("quarantine", "retry", rejected_id, *config)  # again: changes nothing
+        # a malformed PIN is still malformed: its retry is quarantined anew, naming the first
+        malformed = next(r for r in quarantined if r["reason"] == "pin.malformed")
+        civsync_output("quarantine", "retry", malformed["event_id"], *config)
+        again = wait_for(
+            lambda: [
+                r
+                for r in read_topic(settings, registry, QUARANTINE_TOPIC)
+                if r.get("retry_of") == malformed["event_id"]
+                and unique_name in (r.get("source_topic") or "")
+            ],
+            "the failed retry's own record",
+        )
+        assert [r["reason"] for r in again] == ["pin.malformed"]
+        time.sleep(2)  # the second retry of the rejected person had its chance to fail
+        assert run.rows("population")[_pin(1)]["full_name"] == "Đỗ Văn Giang"
+        retried = [
+            r
+            for r in read_topic(settings, registry, QUARANTINE_TOPIC)
+            if r.get("retry_of") and unique_name in (r.get("source_topic") or "")
+        ]
+        assert {r["retry_of"] for r in retried} == {malformed["event_id"]}
 
 
 def test_reconcile_finds_drift_and_repair_brings_the_stores_back_by_policy(
