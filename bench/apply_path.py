@@ -14,7 +14,8 @@ record through the steps the merger and the sink take, with their own code, and 
 - person: building and encoding the lean civsync.person record (the merged values);
 - sink decode: the sink's decoding of that record.
 
-Records are encoded as the producer does (``connectors.kafka.avro_encoder``).
+Records are encoded as the producer does (``connectors.kafka.avro_encoder``), with the garbage
+collector tuned as the merger's (``connectors.resilience``).
 
 Kafka, PostgreSQL and the producer calls are left out: sidebyside's figures include them.
 Run from the repository root: ``python -m bench.apply_path [--people N] [--runs R]``.
@@ -23,6 +24,7 @@ Run from the repository root: ``python -m bench.apply_path [--people N] [--runs 
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import time
@@ -40,6 +42,7 @@ from connectors.kafka.avro_encoder import Encoder, compile_encoder
 from connectors.merge.records import person_to_avro, state_to_avro
 from connectors.merge.settings import MergeSettings
 from connectors.place_data import pre_2025_province_codes
+from connectors.resilience import GC_THRESHOLDS
 from engine.events import Change, ChangeEvent, Hlc, Op, Source, Value
 from engine.mapping import PersonMapper, TableMapping
 from engine.person import MergedPerson
@@ -196,6 +199,8 @@ def main() -> None:
     if args.smoke:
         args.people, args.runs = 500, 1
     table, payloads = change_events(args.people)
+    gc.freeze()  # as every long-running part does (connectors.resilience)
+    gc.set_threshold(*GC_THRESHOLDS)
     runs = [one_run(table, payloads) for _ in range(args.runs)]
     result: dict[str, Any] = {
         "workload": {"people": args.people, "records": len(payloads), "runs": args.runs},

@@ -20,9 +20,11 @@ from engine.events import Hlc, Value
 from engine.policy import CIVIL, POPULATION, STEWARD, FieldPolicy, Rule
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FieldEdit:
-    """One value given to a field by one origin, with its provenance."""
+    """One value given to a field by one origin, with its provenance. Never changed once
+    made (not ``frozen``: a frozen dataclass's ``__init__`` costs twice as much, and a merger
+    decoding a person's state makes dozens)."""
 
     field: str
     value: Value
@@ -49,7 +51,7 @@ class FieldEdit:
             self.origin,
             repr(self.value),
         )
-        object.__setattr__(self, "rank", rank)
+        self.rank = rank
 
 
 @dataclass(frozen=True, slots=True)
