@@ -2,6 +2,13 @@
 
 Each subcommand group lives here only as argument parsing and presentation; the work is
 done by the modules it calls.
+
+An error a user can cause or meet prints one line, what failed and where (the error's own
+message says what to do), and exits with a documented code (docs/operations.md): 2 bad
+usage or configuration, 3 a service that cannot be reached, 4 refused (a lost slot, a schema
+the registry refuses, a rejected statement...); 1 is a command's own "no" (unhealthy, not
+found). The traceback is shown only with ``--debug``. Anything else is a bug: it keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from civsync import __version__
 from civsync import logging as civsync_logging
@@ -34,12 +42,15 @@ from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from civsync.status import Status, engine_status
 from connectors.migrations import migrate as run_migrations
 from connectors.postgres import connect
-from engine.errors import CivsyncError
+from engine.errors import CivsyncError, ConfigError, RetriableError
 
 app = typer.Typer(
     help="civsync: change-data-capture sync of civil-status and population data.",
     no_args_is_help=True,
+    pretty_exceptions_enable=False,  # errors are one line (main); bugs keep their traceback
 )
+EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_REFUSED = 2, 3, 4
+_debug = False
 services_app = typer.Typer(
     help="Local Kafka, schema registry and PostgreSQL stores (no Docker).", no_args_is_help=True
 )
@@ -64,11 +75,35 @@ RunDirOption = Annotated[
 
 
 @app.callback()
-def main(
+def configure(
     log_level: Annotated[str, typer.Option(envvar="CIVSYNC_LOG_LEVEL", help="Log level")] = "INFO",
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="CIVSYNC_DEBUG", help="Tracebacks for errors")
+    ] = False,
 ) -> None:
     """civsync: change-data-capture sync of civil-status and population data."""
+    global _debug  # noqa: PLW0603 - read by main, which runs the app
+    _debug = debug
     civsync_logging.configure(log_level)
+
+
+def exit_code(error: CivsyncError) -> int:
+    """The documented exit code of ``error``."""
+    if isinstance(error, ConfigError):
+        return EXIT_CONFIG
+    return EXIT_UNREACHABLE if isinstance(error, RetriableError) else EXIT_REFUSED
+
+
+def main() -> None:
+    """The ``civsync`` command: the app, with errors as one line and a documented code."""
+    try:
+        app()
+    except CivsyncError as error:
+        if _debug:
+            raise
+        line = " ".join(str(error).split())  # one line, whatever the driver's message holds
+        console.print(Text.assemble(("error: ", "red"), line), soft_wrap=True)
+        sys.exit(exit_code(error))
 
 
 def _settings(config: Path | None) -> CivsyncSettings:
@@ -76,7 +111,7 @@ def _settings(config: Path | None) -> CivsyncSettings:
         return load_settings(config)
     except CivsyncError as exc:
         console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_CONFIG) from exc
 
 
 def _services(config: Path | None, run_dir: Path) -> LocalServices:
@@ -309,4 +344,4 @@ def _mark(flag: bool) -> str:
 
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    main()
