@@ -114,12 +114,20 @@ class Target:
         copy_columns = [sql.Identifier(x) for c in columns for x in (c, f"{c}__set")]
 
         def lock(match: sql.Composable, value: sql.Composable) -> sql.Composed:
-            """Lock the rows of the fresh people whose ``match`` column = ``value``, in the
-            order of that column (the lock is taken after the sort)."""
+            """Lock the rows ``update`` will write (fresh people whose ``match`` column =
+            ``value`` and whose row differs), in the order of that column (the lock is taken
+            after the sort); a row that already holds the merged values is not locked."""
             return sql.SQL(
                 "SELECT 1 FROM {target} t JOIN {stage} s ON t.{match} = {value} WHERE s.fresh"
-                " ORDER BY t.{match} FOR UPDATE OF t"
-            ).format(target=target, stage=sql.Identifier(stage), match=match, value=value)
+                " AND ({current}) IS DISTINCT FROM ({merged}) ORDER BY t.{match} FOR UPDATE OF t"
+            ).format(
+                target=target,
+                stage=sql.Identifier(stage),
+                match=match,
+                value=value,
+                current=current,
+                merged=sql.SQL(", ").join(merged),
+            )
 
         def update(match: sql.Composable, value: sql.Composable) -> sql.Composed:
             """Write the merged columns of the fresh people whose ``match`` column = ``value``."""
