@@ -23,9 +23,8 @@ from civsync.capture_cli import slot_name
 from civsync.config import CivsyncSettings
 from connectors.capture.slot import ReplicationSlot
 from connectors.kafka.admin import TopicAdmin
-from connectors.kafka.avro import AvroDecoder
-from connectors.kafka.reader import read_to_end
 from connectors.merge.records import MergeTopics
+from connectors.merge.retry import quarantined
 from connectors.merge.sink import sink_tables
 from connectors.merge.steward import history
 from connectors.merge.target import waiting_people
@@ -97,7 +96,8 @@ def engine_status(settings: CivsyncSettings) -> Status:
                 conflicts = history(settings.kafka, registry, topics)
                 status.held_conflicts = sum(1 for c in conflicts.values() if c.pending)
             if QUARANTINE_TOPIC in names:
-                status.quarantined = _quarantined(settings, registry)
+                reasons = Counter(q.record["reason"] for q in quarantined(settings.kafka, registry))
+                status.quarantined = dict(sorted(reasons.items()))
     except CivsyncError as exc:
         status.problems.append(f"Kafka: {exc}")
     return status
@@ -141,13 +141,3 @@ def _group(admin: TopicAdmin, part: str, group: str, status: Status) -> None:
     status.groups.append(Group(part, group, members > 0, members, sum(lag.values()), by_partition))
     if members == 0:
         status.problems.append(f"{part}: not running (consumer group {group} has no members)")
-
-
-def _quarantined(settings: CivsyncSettings, registry: SchemaRegistry) -> dict[str, int]:
-    decoder = AvroDecoder(registry)
-    reasons = Counter(
-        decoder.decode(message.value() or b"", QUARANTINE_TOPIC)["reason"]
-        for message in read_to_end(settings.kafka, QUARANTINE_TOPIC)
-        if message.value()
-    )
-    return dict(sorted(reasons.items()))
