@@ -39,7 +39,7 @@ from connectors.capture.envelope import from_avro_row
 from connectors.capture.publisher import TableTopic
 from connectors.capture.reader import change_of
 from connectors.kafka.avro_encoder import Encoder, compile_encoder
-from connectors.merge.records import person_to_avro, state_to_avro
+from connectors.merge.records import history_step, merged_values, person_to_avro, state_to_avro
 from connectors.merge.settings import MergeSettings
 from connectors.place_data import pre_2025_province_codes
 from connectors.resilience import GC_THRESHOLDS
@@ -50,9 +50,11 @@ from engine.policy import FieldPolicy
 from engine.step import Effects, MergeStep
 from schemas import load
 
-STEPS = ("decode", "step", "state", "person", "sink decode")
+STEPS = ("decode", "step", "history", "state", "person", "sink decode")
 _PERSON = parse_schema(json.loads(load("person")))
-_ENCODERS = {name: compile_encoder(load(name)) for name in ("person", "person_state")}
+_ENCODERS = {
+    name: compile_encoder(load(name)) for name in ("person", "person_state", "person_version")
+}
 _TYPES = dict.fromkeys(PERSON_FIELDS, "text") | {
     "pin": "text",
     "version": "bigint",
@@ -70,8 +72,16 @@ def _decode(schema: Any, payload: bytes) -> Any:
     return schemaless_reader(io.BytesIO(payload), schema, None)
 
 
-def _person_record(person: MergedPerson, policies: Mapping[str, FieldPolicy]) -> bytes:
-    return _encoder("person")(person_to_avro(person, policies))
+def _history_step(person: MergedPerson, policies: Mapping[str, FieldPolicy]) -> dict[str, Any]:
+    """The person's history step, as the merger builds and encodes it."""
+    values = merged_values(person, policies)
+    step = history_step(person, values, published=True, causes=[], conflicts=[], ts_ms=0)
+    _encoder("person_version")(step)
+    return step
+
+
+def _person_record(person: MergedPerson, step: dict[str, Any]) -> bytes:
+    return _encoder("person")(person_to_avro(person, step))
 
 
 def _state_record(person: MergedPerson) -> bytes:
@@ -183,8 +193,9 @@ def one_run(table: TableTopic, payloads: list[bytes]) -> dict[str, float]:
         change = timed("decode", decode, payload)
         timed("step", step.change, change, people, Effects())
         for person in people.changed:
+            history = timed("history", _history_step, person, policies)
             timed("state", _state_record, person)
-            record = timed("person", _person_record, person, policies)
+            record = timed("person", _person_record, person, history)
             timed("sink decode", _decode, _PERSON, record)
         people.changed.clear()
     return {step: 1e6 * seconds / len(payloads) for step, seconds in spent.items()}

@@ -33,6 +33,8 @@ from civsync.capture_cli import app as capture_app
 from civsync.capture_cli import snapshot as capture_snapshot
 from civsync.config import CivsyncSettings, load_settings
 from civsync.demo import Demo
+from civsync.history_cli import audit_app
+from civsync.history_cli import history as history_command
 from civsync.merge_cli import conflicts_app, merge_app, sink_app
 from civsync.quarantine_cli import app as quarantine_app
 from civsync.reconcile import reconcile as run_reconcile
@@ -61,6 +63,8 @@ app.add_typer(merge_app, name="merge")
 app.add_typer(sink_app, name="sink")
 app.add_typer(conflicts_app, name="conflicts")
 app.add_typer(quarantine_app, name="quarantine")
+app.command("history")(history_command)
+app.add_typer(audit_app, name="audit")
 
 console = Console(stderr=True)
 log = structlog.get_logger("civsync")

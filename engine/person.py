@@ -35,6 +35,7 @@ class MergedPerson:
     successor: str | None = None  # the key this person moved to; edits are forwarded there
     former_keys: tuple[str, ...] = ()  # keys this person was known by, sorted
     has_row: bool = False  # a store's row of the person was seen, not only acts about them
+    chain: str = ""  # the hash of the person's last history step (engine.chain)
     # The view ``merge`` computed, and the policies it was computed under: a merge then
     # recomputes only the fields it touched, and publishing recomputes nothing.
     cached_view: tuple[Mapping[str, FieldPolicy], Mapping[str, Outcome]] | None = field(
@@ -195,5 +196,7 @@ def link(person: MergedPerson, edit: PersonEdit) -> LinkResult:
         )
     )
     closed = [_closed(c, None, edit) for _, c in sorted(person.open_conflicts.items())]
-    stub = MergedPerson(PersonState(key), person.version + 1, successor=edit.link_to)
+    stub = MergedPerson(
+        PersonState(key), person.version + 1, successor=edit.link_to, chain=person.chain
+    )
     return LinkResult(stub, closed, forwarded)

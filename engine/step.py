@@ -65,6 +65,7 @@ class Effects:
     elsewhere: list[PersonEdit] = field(default_factory=list)  # people another merger owns
     warnings: list[Finding] = field(default_factory=list)  # PIN findings: logged, counted
     merged: Counter[str] = field(default_factory=Counter)  # edits merged, by origin
+    causes: dict[str, list[PersonEdit]] = field(default_factory=dict)  # person -> its edits merged
     links: int = 0
 
 
@@ -116,6 +117,7 @@ class MergeStep:
             effects.conflicts += result.conflicts
             if result.person is not person:
                 people.put(result.person, changed=result.changed)
+                effects.causes.setdefault(edit.person, []).append(edit)
             effects.merged[edit.origin] += 1
 
     def publication(self, merged: MergedPerson) -> Publish | Finding:
@@ -170,6 +172,7 @@ class MergeStep:
         if result.person is person:
             return
         people.put(result.person, changed=True)
+        effects.causes.setdefault(edit.person, []).append(edit)
         effects.conflicts += result.conflicts
         effects.links += 1
         for forwarded in result.forwarded:

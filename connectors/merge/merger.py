@@ -10,8 +10,9 @@ member reads the mapped source topics and the edits topic, one batch per transac
   partition_by``) has each person's events in the person's partition, and the group's range
   assignment gives partition p of every topic to one member: its changes take one hop;
 - the people whose state changed are logged to their partition of the compacted state
-  changelog (Avro, the provenance auditors read); conflicts go to ``civsync.conflicts`` and
-  the new merged record to ``civsync.person``;
+  changelog (Avro, the provenance); conflicts go to ``civsync.conflicts``, the new merged
+  record to ``civsync.person``, and the step to the person's hash-chained history
+  (``civsync.person.history``, kept forever: what auditors read);
 - the consumed offsets commit with those records, atomically.
 
 A crash leaves an open transaction that the broker aborts, so outputs and offsets roll back
@@ -24,7 +25,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import structlog
@@ -34,7 +36,7 @@ from confluent_kafka.serialization import MessageField
 from connectors.capture.publisher import topic_for
 from connectors.capture.reader import ChangeEventReader
 from connectors.kafka.admin import TopicAdmin, TopicSpec
-from connectors.kafka.avro import AvroDecoder, DecodingError, TransactionalProducer
+from connectors.kafka.avro import AvroDecoder, AvroTopic, DecodingError, TransactionalProducer
 from connectors.kafka.errors import (
     KafkaOperationError,
     KafkaRetriableError,
@@ -47,7 +49,9 @@ from connectors.merge.records import (
     conflict_to_avro,
     edit_from_avro,
     edit_to_avro,
+    history_step,
     legacy_state_from_json,
+    merged_values,
     person_to_avro,
     state_from_avro,
     state_to_avro,
@@ -60,6 +64,7 @@ from connectors.resilience import run_until_stopped
 from connectors.settings import KafkaSettings
 from engine.events import Change
 from engine.mapping import PersonEdit, PersonMapper, person_partition
+from engine.merge import Conflict
 from engine.person import MergedPerson
 from engine.step import Effects, Finding, MergeStep, Publish
 
@@ -142,9 +147,10 @@ class Merger:
                 subject = f"{topic.name}-{suffix}"
                 self._registry.register(subject, schema)
                 self._registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
-        subject = f"{topics.state.name}-value"  # its keys are the person's key, as UTF-8
-        self._registry.register(subject, topics.state.value_schema)
-        self._registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
+        for topic in (topics.state, topics.history):  # keyed by the person's key, as UTF-8
+            subject = f"{topic.name}-value"
+            self._registry.register(subject, topic.value_schema)
+            self._registry.set_compatibility(subject, BACKWARD_TRANSITIVE)
 
     def run(self, stop: threading.Event) -> None:
         """Merge until ``stop`` is set; the open transaction commits first. A broker or
@@ -260,8 +266,8 @@ class Merger:
         self, producer: TransactionalProducer, effects: Effects, inputs: _Inputs
     ) -> dict[str, bytes]:
         """Everything the batch's step left, in the open transaction: edits re-keyed to the
-        members that own their people, conflicts, findings, and for each changed person its
-        state and, if the merged view changed, its new record."""
+        members that own their people, conflicts, findings, and the people it changed
+        (``_log_people``); the state records written (person -> bytes)."""
         partitions = self._config.settings.partitions
         for edit in effects.elsewhere:
             partition = person_partition(edit.person, partitions)
@@ -283,39 +289,73 @@ class Merger:
             log.warning(
                 "PIN finding", code=warning.reason, detail=warning.detail, event_id=event_id
             )
-        state, written = self._topics.state, {}
-        for person, (merged, changed) in self._people.changed.items():
-            value = producer.encode(state, MessageField.VALUE, state_to_avro(merged))
-            partition = person_partition(person, partitions)
-            producer.produce_bytes(
-                state.name, person.encode(), value, partition=partition, on_delivery=self._logged
-            )
-            written[person] = value
-            if changed:
-                self._publish(producer, merged)
         for origin, count in effects.merged.items():
             metrics.EDITS.labels(origin).inc(count)
         metrics.LINKS.inc(effects.links)
+        return self._log_people(producer, effects)
+
+    def _log_people(self, producer: TransactionalProducer, effects: Effects) -> dict[str, bytes]:
+        """For each person the batch changed: its state, and unless it is not published yet
+        (an act waiting for its person, a person incomplete) its history step, chained to
+        the one before, and if its merged view changed the new record on civsync.person (a
+        tombstone for a person who moved)."""
+        conflicts: dict[str, list[Conflict]] = {}
+        for conflict in effects.conflicts:
+            conflicts.setdefault(conflict.person, []).append(conflict)
+        written, ts_ms = {}, time.time_ns() // 1_000_000
+        for person, (merged, changed) in list(self._people.changed.items()):
+            publication = self._step.publication(merged)
+            if isinstance(publication, Finding) or publication is Publish.WAIT:
+                if changed and isinstance(publication, Finding):
+                    self._quarantined(producer, publication)
+                written[person] = self._log_state(producer, merged)
+                continue
+            moved = publication is Publish.TOMBSTONE
+            step = history_step(
+                merged,
+                {} if moved else merged_values(merged, self._step.policies),
+                published=changed,
+                causes=effects.causes.get(person, []),
+                conflicts=conflicts.get(person, []),
+                ts_ms=ts_ms,
+            )
+            chained = replace(merged, chain=step["hash"])
+            self._people.put(chained, changed=changed)
+            written[person] = self._log_state(producer, chained)
+            self._produce_keyed(producer, self._topics.history, person, step)
+            if changed:
+                key = {"person": person}
+                record = None if moved else person_to_avro(chained, step)
+                producer.produce(self._topics.person, key, record)
         return written
+
+    def _log_state(self, producer: TransactionalProducer, merged: MergedPerson) -> bytes:
+        """Log ``merged`` to the state changelog; the record's bytes."""
+        return self._produce_keyed(
+            producer, self._topics.state, merged.state.person, state_to_avro(merged), self._logged
+        )
+
+    def _produce_keyed(
+        self,
+        producer: TransactionalProducer,
+        topic: AvroTopic,
+        person: str,
+        record: dict[str, Any],
+        on_delivery: Callable[[Message], None] | None = None,
+    ) -> bytes:
+        """Write ``record`` to the person's partition of ``topic``, keyed by its key as UTF-8."""
+        value = producer.encode(topic, MessageField.VALUE, record)
+        partition = person_partition(person, self._config.settings.partitions)
+        producer.produce_bytes(
+            topic.name, person.encode(), value, partition=partition, on_delivery=on_delivery
+        )
+        return value
 
     def _logged(self, message: Message) -> None:
         """A state record was written: the changelog partition ends after it."""
         partition, offset = message.partition(), message.offset()
         assert partition is not None and offset is not None, "a delivered record has a place"  # noqa: S101, PT018
         self._state_ends[partition] = max(self._state_ends.get(partition, 0), offset + 1)
-
-    def _publish(self, producer: TransactionalProducer, merged: MergedPerson) -> None:
-        """The new merged record on civsync.person, a tombstone for a person that moved, or
-        the finding of a person not complete enough to publish."""
-        key = {"person": merged.state.person}
-        publication = self._step.publication(merged)
-        if publication is Publish.RECORD:
-            record = person_to_avro(merged, self._step.policies)
-            producer.produce(self._topics.person, key, record)
-        elif publication is Publish.TOMBSTONE:
-            producer.produce(self._topics.person, key, None)
-        elif isinstance(publication, Finding):
-            self._quarantined(producer, publication)
 
     def _quarantined(
         self,

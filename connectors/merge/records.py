@@ -1,7 +1,8 @@
-"""The merger's records, in Avro: edits, merged people, conflicts, and its state changelog.
+"""The merger's records, in Avro: edits, merged people, conflicts, history and state.
 
 Shapes are ``schemas/person_edit.avsc``, ``person.avsc`` (lean: the merged values, version,
-former keys), ``conflict.avsc`` and ``person_state.avsc``: the state changelog
+former keys), ``conflict.avsc``, ``person_version.avsc`` (a step of a person's history,
+hash-chained: ``engine.chain``) and ``person_state.avsc``: the state changelog
 (``civsync.merge.state``) holds ``engine.person.MergedPerson``, the latest edit per origin
 and field plus the earliest seen, which is each value's provenance for auditors and what a
 restarted merger resumes from. States written as JSON by earlier releases still load.
@@ -19,6 +20,7 @@ from typing import Any
 from connectors.kafka.admin import FOREVER, TopicSpec
 from connectors.kafka.avro import AvroTopic
 from connectors.quarantine import quarantine_spec
+from engine.chain import seal
 from engine.events import Hlc
 from engine.mapping import PersonEdit
 from engine.merge import Conflict, FieldEdit, FieldState, PersonState
@@ -28,15 +30,15 @@ from schemas import load
 
 _PERSON_KEY, _PERSON_EDIT, _PERSON = load("person_key"), load("person_edit"), load("person")
 _CONFLICT_KEY, _CONFLICT = load("conflict_key"), load("conflict")
-_PERSON_STATE = load("person_state")
+_PERSON_STATE, _PERSON_VERSION = load("person_state"), load("person_version")
 
 
 @dataclass(frozen=True)
 class MergeTopics:
     """The merger's topics under one prefix (``civsync`` in production; tests use their own).
 
-    ``edits`` and ``state`` are internal and co-partitioned: partition p of the state
-    changelog holds the people whose edits arrive on partition p.
+    ``edits`` and ``state`` are internal; they and ``history`` are co-partitioned:
+    partition p of each holds the people whose edits arrive on partition p.
     """
 
     prefix: str = "civsync"
@@ -53,6 +55,11 @@ class MergeTopics:
     @cached_property
     def person(self) -> AvroTopic:
         return AvroTopic(f"{self.prefix}.person", _PERSON_KEY, _PERSON)
+
+    @cached_property
+    def history(self) -> AvroTopic:
+        """Every step of every person's history, kept forever; keyed like ``state``."""
+        return AvroTopic(f"{self.prefix}.person.history", _PERSON_KEY, _PERSON_VERSION)
 
     @cached_property
     def conflicts(self) -> AvroTopic:
@@ -77,6 +84,7 @@ class MergeTopics:
             TopicSpec(self.state.name, n, rf, compacted=True),
             TopicSpec(self.person.name, n, rf, compacted=True),
             TopicSpec(self.conflicts.name, n, rf, retention_ms=FOREVER),
+            TopicSpec(self.history.name, n, rf, retention_ms=FOREVER),
             quarantine_spec(n, rf),
         ]
 
@@ -131,19 +139,75 @@ def field_edit_to_avro(edit: FieldEdit) -> dict[str, Any]:
     }
 
 
-def person_to_avro(person: MergedPerson, policies: Mapping[str, FieldPolicy]) -> dict[str, Any]:
-    """The ``civsync.person`` record of ``person``: the value of every field set."""
+def merged_values(person: MergedPerson, policies: Mapping[str, FieldPolicy]) -> dict[str, Any]:
+    """The value of every field of ``person`` some edit has set."""
+    return {
+        name: outcome.value
+        for name, outcome in person.view(policies).items()
+        if outcome.provenance is not None
+    }
+
+
+def person_to_avro(person: MergedPerson, step: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``civsync.person`` record of ``person``, published by its history ``step``."""
     return {
         "person": person.state.person,
         "version": person.version,
-        "values": {
-            name: outcome.value
-            for name, outcome in person.view(policies).items()
-            if outcome.provenance is not None
-        },
-        "ts_ms": time.time_ns() // 1_000_000,
+        "values": step["values"],
+        "ts_ms": step["ts_ms"],
         "former_keys": list(person.former_keys),
+        "hash": step["hash"],
+        "prev_hash": step["prev_hash"],
     }
+
+
+def history_step(
+    person: MergedPerson,
+    values: dict[str, Any],
+    *,
+    published: bool,
+    causes: list[PersonEdit],
+    conflicts: list[Conflict],
+    ts_ms: int,
+) -> dict[str, Any]:
+    """The ``civsync.person.history`` record of ``person`` after one transaction, chained
+    after its last step (``person.chain``)."""
+    record = {
+        "person": person.state.person,
+        "version": person.version,
+        "ts_ms": ts_ms,
+        "published": published,
+        "values": values,
+        "former_keys": list(person.former_keys),
+        "moved_to": person.successor,
+        "events": [
+            {
+                "origin": edit.origin,
+                "event_id": edit.event_id,
+                "hlc": _hlc_record(edit.hlc),
+                "fields": {**edit.learned, **edit.fields},
+                "learned": sorted(set(edit.learned) - set(edit.fields)),
+                "actor": edit.actor,
+                "resolves": edit.resolves,
+                "link_to": edit.link_to,
+                "former_keys": list(edit.former_keys),
+            }
+            for edit in causes
+        ],
+        "conflicts": [
+            {
+                "conflict_id": conflict.conflict_id,
+                "field": conflict.field,
+                "rule": str(conflict.rule),
+                "decision": conflict.decision,
+                "standing": (conflict.outcome or conflict.standing).value,
+                "contested": conflict.contested.value,
+                "actor": conflict.actor,
+            }
+            for conflict in conflicts
+        ],
+    }
+    return seal(record, person.chain)
 
 
 def conflict_to_avro(conflict: Conflict) -> dict[str, Any]:
@@ -212,6 +276,7 @@ def state_to_avro(person: MergedPerson) -> dict[str, Any]:
         "successor": person.successor,
         "former_keys": list(person.former_keys),
         "has_row": person.has_row,
+        "chain": person.chain,
     }
 
 
@@ -246,6 +311,7 @@ def state_from_avro(record: Mapping[str, Any]) -> MergedPerson:
         successor=record["successor"],
         former_keys=tuple(record["former_keys"]),
         has_row=record["has_row"],
+        chain=record.get("chain", ""),
     )
 
 

@@ -22,6 +22,7 @@ from civsync.services import LocalServices
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import Connection, connect
 from connectors.registry import SchemaRegistry
+from tests.integration.profile_support import profile  # noqa: F401 - a fixture for the tests
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = Path(os.environ.get("CIVSYNC_RUN_DIR", ROOT / ".run"))

@@ -20,7 +20,9 @@ from connectors.merge.records import (
     conflict_to_avro,
     edit_from_avro,
     edit_to_avro,
+    history_step,
     legacy_state_from_json,
+    merged_values,
     person_to_avro,
     state_from_avro,
     state_to_avro,
@@ -137,8 +139,17 @@ def _validate(record: dict[str, Any], schema: Any) -> None:
 
 def test_a_person_record_matches_its_schema_and_carries_the_merged_values_only() -> None:
     person, _ = _merge_all(HISTORY)
-    record = person_to_avro(person, DEFAULT_POLICY)
+    step = history_step(
+        person,
+        merged_values(person, DEFAULT_POLICY),
+        published=True,
+        causes=[],
+        conflicts=[],
+        ts_ms=1,
+    )
+    record = person_to_avro(person, step)
     _validate(record, PERSON)
+    assert (record["hash"], record["prev_hash"]) == (step["hash"], "")
     assert (record["person"], record["version"]) == ("079203001234", person.version)
     assert record["values"] == {
         "full_name": "Nguyễn Thị Ánh",  # civil's, under authority; population's is held
