@@ -172,15 +172,16 @@ class OwnedPeople:
     def _store_for(self, topic_id: str) -> None:
         """Keep the state of the changelog ``topic_id``; the state of any earlier changelog
         of that name is deleted."""
-        if self._store.directory.name == topic_id:
+        name = topic_id.replace("/", "_").replace("+", "-")  # base64 -> a directory name
+        if self._store.directory.name == name:
             return
         self._store.close_all()
         self._owned.clear()
         if self._directory.is_dir():
             for old in self._directory.iterdir():
-                if old.name != topic_id:
+                if old.name != name:
                     shutil.rmtree(old, ignore_errors=True)
-        self._store = StateStore(self._directory / topic_id)
+        self._store = StateStore(self._directory / name)
 
     def _write(self, pending: dict[int, _Pending]) -> None:
         for partition, batch in pending.items():

@@ -9,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.merge.people import OwnedPeople
 from connectors.merge.state_store import StateStore
+from engine.person import MergedPerson
 
 
 @pytest.fixture
@@ -107,3 +109,17 @@ def test_reopened_store_equals_a_dict(
         assert part.next_offset() == (len(batches) or None)
     finally:
         store.close_all()
+
+
+def test_a_changelog_id_with_base64_slashes_keeps_its_state(tmp_path: Path) -> None:
+    """Topic ids are base64 with '/' and '+': the state of the changelog stays where it is
+    on the next assignment (it was deleted and read again whenever the id had a '/')."""
+    people = OwnedPeople(tmp_path, 1, lambda payload, where: MergedPerson.new("x"))
+    changelog_id = "vR6wX/fFQRmxLmDXbs3A+Q"
+    people._store_for(changelog_id)
+    people._store.open(0).write({"001080000001": b"state"}, next_offset=5)
+    people.close()
+    again = OwnedPeople(tmp_path, 1, lambda payload, where: MergedPerson.new("x"))
+    again._store_for(changelog_id)
+    assert again._store.open(0).next_offset() == 5
+    again.close()
