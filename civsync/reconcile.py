@@ -1,5 +1,8 @@
 """``civsync reconcile``: compare both stores field by field, write the mismatches, repair.
 
+Values are compared in the merger's normal form (``engine.normal``), so a name written with
+the other tone-mark placement, or a place recorded in the other code list, is no mismatch.
+
 Each store's mapped person table is read through a server-side cursor ordered by PIN, so the
 comparison (``engine.reconcile``) holds one row per side at a time. Mismatches go to
 ``mismatches.csv`` and ``mismatches.jsonl`` in the output folder. ``repair`` sends both stores'

@@ -19,6 +19,11 @@ fields the change set are edits, so an update of one column never restates the o
 a newer clock. The other columns of an update's full row image are
 *learned*: the store's current values, ranked below every real edit (``engine.merge``), so a
 person whose snapshot row was superseded by that update is still known in full.
+
+A date the change sets must be a calendar date (``engine.dates``): otherwise the change is
+unusable (``date.invalid``, naming the table and the field, never the value). A learned date
+that is no calendar date is left out: it says nothing usable, and the change that set it was
+refused when it came.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from engine import dates
 from engine.events import Change, Hlc, Op, Row, Value
 from engine.merge import FieldEdit
 
@@ -245,8 +251,26 @@ def _learned(
     return {
         name: value
         for name, column in mapping.columns.items()
-        if name not in fields and (value := mapping.value(after, column)) is not None
+        if name not in fields
+        and (value := mapping.value(after, column)) is not None
+        and (name not in dates.DATE_FIELDS or _calendar_date(value))
     }
+
+
+def _calendar_date(value: Value) -> bool:
+    return isinstance(value, str) and dates.parse(value) is not None
+
+
+def _check_dates(mapping: TableMapping, fields: Mapping[str, Value]) -> None:
+    """Refuse a change that sets a date field to something that is no calendar date."""
+    for name in sorted(dates.DATE_FIELDS.intersection(fields)):
+        value = fields[name]
+        if value is not None and not _calendar_date(value):
+            raise UnusableChange(
+                "date.invalid",
+                f"{mapping.store} {mapping.table}: {name} is not a calendar date"
+                " (YYYY, YYYY-MM or YYYY-MM-DD)",
+            )
 
 
 def _fields(
@@ -274,4 +298,5 @@ def _fields(
             fields[name] = mapping.value(after, mapping.value_column)
     if fields or prior is None:
         fields.update(mapping.constants)
+    _check_dates(mapping, fields)
     return fields

@@ -8,6 +8,12 @@ join-semilattice: adding an edit is commutative, associative and idempotent, so 
 delivery order, duplicate and replay ends in the same state. The merged value, and whether
 a change is held for a steward, are pure functions of that state and the field's policy;
 see ``engine.policy`` for the rules.
+
+Values are compared in a normal form (``engine.normal``): two values equal there agree, are
+never a conflict, and the one the rule chooses stands as it was recorded. Dates have a
+precision (``engine.dates``): a date compatible with the standing one (the same year, or
+year and month) agrees with it too, and the most precise of the compatible dates stands, so
+a year-only date never replaces the full date it agrees with.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from engine import dates
 from engine.events import Hlc, Value
+from engine.normal import equivalent
 from engine.policy import CIVIL, POPULATION, STEWARD, FieldPolicy, Rule
 
 
@@ -107,15 +115,37 @@ def decide(state: FieldState, policy: FieldPolicy) -> Outcome:
         return Outcome(None, None)
     newest = max(state.latest.values(), key=lambda e: e.rank)
     if policy.rule is Rule.LWW:
-        return Outcome(newest.value, newest)
-    if policy.rule is Rule.AUTHORITY:
-        return _authority(state, policy.authority or CIVIL)
-    standing = (
-        state.latest.get(STEWARD)
-        or state.earliest
-        or min(state.latest.values(), key=lambda e: e.rank)  # only learned values so far
-    )
-    return Outcome(standing.value, standing, _held(newest, standing))
+        outcome = Outcome(newest.value, newest)
+    elif policy.rule is Rule.AUTHORITY:
+        outcome = _authority(state, policy.authority or CIVIL)
+    else:
+        standing = (
+            state.latest.get(STEWARD)
+            or state.earliest
+            or min(state.latest.values(), key=lambda e: e.rank)  # only learned values so far
+        )
+        outcome = Outcome(standing.value, standing, _held(newest, standing))
+    if newest.field in dates.DATE_FIELDS:
+        return _most_precise(state, outcome)
+    return outcome
+
+
+def agree(field: str, a: Value, b: Value) -> bool:
+    """Whether two values of ``field`` say the same: equal in the normal form, or, for
+    dates, compatible (one may be more precise)."""
+    return equivalent(field, a, b) or (field in dates.DATE_FIELDS and dates.compatible(a, b))
+
+
+def _most_precise(state: FieldState, outcome: Outcome) -> Outcome:
+    """``outcome`` with the most precise date among the origins' latest that refine the
+    standing one (the newest of equally precise ones): it says more and contradicts nothing."""
+    standing = outcome.provenance
+    assert standing is not None  # noqa: S101 - a field with edits has a standing edit
+    finer = [e for e in state.latest.values() if dates.refines(e.value, standing.value)]
+    if not finer:
+        return outcome
+    best = max(finer, key=lambda e: (dates.precision(e.value), e.rank))
+    return Outcome(best.value, best, outcome.held)
 
 
 def _authority(state: FieldState, authority: str) -> Outcome:
@@ -133,7 +163,9 @@ def _authority(state: FieldState, authority: str) -> Outcome:
 
 def _held(candidate: FieldEdit, standing: FieldEdit) -> FieldEdit | None:
     """A newer edit that disagrees with the standing value waits for a steward."""
-    if candidate.rank > standing.rank and candidate.value != standing.value:
+    if candidate.rank > standing.rank and not agree(
+        candidate.field, candidate.value, standing.value
+    ):
         return candidate
     return None
 
@@ -189,7 +221,7 @@ class PersonState:
             return []
         found = []
         for other in field_state.latest.values():
-            if other.origin == standing.origin or other.value == standing.value:
+            if other.origin == standing.origin or agree(edit.field, other.value, standing.value):
                 continue
             if edit not in (standing, other):
                 continue

@@ -1,13 +1,18 @@
 """Checks of a personal identification number (PIN) against its layout and the person.
 
 Layout ``PPP C YY RRRRRR`` (DESIGN.md, Identity): PPP the pre-2025 province code of the birth
-registration (``0`` + the province's two-digit code), C century and sex (0/1: 1900s
+registration (``0`` + the province's two-digit code, 001-096), or, for a birth registered
+abroad, the code of that country (Decree 137/2015/ND-CP, art. 13; the codes are listed
+by Circular 07/2016/TT-BCA and do not start with 0); C century and sex (0/1: 1900s
 male/female, 2/3: 2000s, 4/5: 2100s, ...), YY the last two digits of the birth year, then six
-digits. Only the layout itself is a hard rule: a PIN that is not twelve digits cannot
-identify anyone and is quarantined. Every other mismatch is reported as a warning and the
-record flows. Such a mismatch is usually a keying error on one side, and it ends in a PIN
-re-issue, not in lost data. Details never repeat the PIN or the birth date: findings end up
-in logs.
+digits. civsync has no published list of the country codes, so a PPP that does not start
+with 0 is read as one and not checked further.
+
+Only the layout itself is a hard rule: a PIN that is not twelve digits (matched in full: a
+trailing newline is no digit) cannot identify anyone and is quarantined. Every other
+mismatch is reported as a warning and the record flows. Such a mismatch is usually a keying
+error on one side, and it ends in a PIN re-issue, not in lost data. Details never repeat the
+PIN or the birth date: findings end up in logs.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ def check_pin(
         ]
     findings = []
     province, century_sex, year = pin[:3], int(pin[3]), int(pin[4:6])
-    if provinces and not (province[0] == "0" and province[1:] in provinces):
+    if provinces and not registered_abroad(pin) and province[1:] not in provinces:
         findings.append(
             _warning("pin.unknown_province", f"{province} is not a pre-2025 province code")
         )
@@ -76,6 +81,12 @@ def check_pin(
             )
         )
     return findings
+
+
+def registered_abroad(pin: str) -> bool:
+    """Whether a well-formed PIN's first three digits are a country code, not a province's:
+    the person's birth was registered abroad."""
+    return pin[:1] != "0"
 
 
 def _warning(code: str, detail: str) -> PinFinding:

@@ -14,6 +14,9 @@ a quality saying how it was derived. The as-recorded part is never changed:
 A code that is in neither list raises ``UnknownPlaceCode`` naming it, so the record can be
 quarantined. ``PlaceMap`` is built from published data (``connectors.place_data``); never
 from a geocoder.
+
+Two place values are the same place when they derive to the same current unit, whichever
+list each was recorded in (``comparison_key``; ``engine.normal`` compares by it).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 # The shared fields whose values are places.
 PLACE_FIELDS = frozenset(
@@ -45,6 +49,29 @@ def for_steward(value: object) -> bool:
     except ValueError:
         return False
     return isinstance(document, dict) and document.get("quality") == Quality.SPLIT_DEFAULT
+
+
+@lru_cache(maxsize=65_536)
+def comparison_key(value: str) -> tuple[str | None, ...]:
+    """What a place value, as stored (JSON text), is compared by: ``("unit", ward code)`` of
+    the current unit it derives to (its ``current``, or its own code if recorded in the 2025
+    list, where ``PlaceMap.derive`` takes the unit of that code); else what was recorded,
+    ``("recorded", code list, code)``, or ``("text", text)`` for a place with no code."""
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return ("text", value)
+    if not isinstance(document, dict):
+        return ("text", value)
+    current, code, code_list = (document.get(k) for k in ("current", "code", "code_list"))
+    if isinstance(current, dict) and isinstance(current.get("ward_code"), str):
+        return ("unit", current["ward_code"])
+    if code_list == CodeList.Y2025 and isinstance(code, str):
+        return ("unit", code)
+    if isinstance(code, str):
+        return ("recorded", code_list if isinstance(code_list, str) else None, code)
+    text = document.get("text")
+    return ("text", text if isinstance(text, str) else None)
 
 
 class CodeList(enum.StrEnum):

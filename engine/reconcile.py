@@ -1,7 +1,10 @@
 """Comparing the two stores person by person, field by field, in one ordered pass.
 
 Both sides arrive sorted by PIN, so the comparison is a merge join that holds one row of each
-side at a time: memory stays flat however many people there are.
+side at a time: memory stays flat however many people there are. Values are compared as the
+merger compares them (``engine.normal``): two values equal in the normal form, or two places
+that derive to the same current unit, are no mismatch. Two compatible dates of different
+precision are one: the merger would make both stores hold the more precise.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.events import Value
+from engine.normal import equivalent
 
 Row = tuple[str, Mapping[str, Value]]  # (PIN, shared field -> value)
 MISSING = "(person)"  # the field of a mismatch where one store lacks the person altogether
@@ -42,6 +46,7 @@ def compare(
             b = next(right, None)
         else:
             for name in fields:
-                if a[1].get(name) != b[1].get(name):
-                    yield Mismatch(a[0], name, a[1].get(name), b[1].get(name))
+                mine, theirs = a[1].get(name), b[1].get(name)
+                if not equivalent(name, mine, theirs):
+                    yield Mismatch(a[0], name, mine, theirs)
             a, b = next(left, None), next(right, None)

@@ -1,24 +1,34 @@
 """The data generator: valid PINs, NFC Vietnamese names, real places, households, couples
-with their marriage acts, a birth act for everyone, legacy gaps and mismatches in their shares."""
+with their marriage acts, a birth act for everyone, legacy gaps and mismatches in their shares;
+and a country's shapes: family-name shares, sex-fitting middle names, births by the pyramid,
+adult heads, marriages at the legal age, deaths, births under the 2025 list, no future date."""
 
 from __future__ import annotations
 
 import json
 import unicodedata
 from collections import Counter
+from datetime import date
 
 import pytest
 
-from civsync.generator import GeneratedPerson, Generator
+from civsync.generator import REFORM, TODAY, GeneratedPerson, Generator
 from connectors.place_data import place_map, pre_2025_province_codes
+from engine import dates
 from engine.pin import check_pin
 
 PEOPLE = 2000
+MANY = 10_000  # for shares: households make people's names and ages cluster
 
 
 @pytest.fixture(scope="module")
 def people() -> list[GeneratedPerson]:
     return list(Generator(seed=11, mismatch=0.1, legacy=0.04).people(PEOPLE))
+
+
+@pytest.fixture(scope="module")
+def many() -> list[GeneratedPerson]:
+    return list(Generator(seed=5).people(MANY))
 
 
 def test_the_same_seed_gives_the_same_people() -> None:
@@ -41,13 +51,13 @@ def test_pins_are_unique_and_agree_with_birth_year_sex_and_province(
 
 def test_names_are_nfc_vietnamese_and_places_real_units(people: list[GeneratedPerson]) -> None:
     places = place_map()
-    for person in people[:200]:
+    for person in people:
         name = person.civil["full_name"]
         assert unicodedata.normalize("NFC", name) == name
         assert len(name.split()) >= 3
         birthplace = json.loads(person.civil["place_of_birth"])
-        assert birthplace["code_list"] == "pre-2025"
-        assert birthplace["code"] in places.pre_2025
+        codes = places.pre_2025 if birthplace["code_list"] == "pre-2025" else places.current
+        assert birthplace["code"] in codes
     assert any(not n.isascii() for n in (p.civil["full_name"] for p in people))
 
 
@@ -61,7 +71,9 @@ def test_everyone_has_a_birth_act_legacy_ones_with_gaps_and_no_pin(
         assert act["full_name"] == person.civil["full_name"]
         assert act["commune_code"] == json.loads(person.civil["place_of_birth"])["code"]
         if person.legacy:
-            assert (act["pin"], act["sex"], len(act["birth_date"])) == (None, "unknown", 4)
+            assert (act["pin"], act["sex"]) == (None, "unknown")
+            assert act["birth_date"] == person.civil["birth_date"]
+            assert person.population["birth_date"].startswith(act["birth_date"])
         else:
             assert act["pin"] == person.pin
             assert act["birth_date"] == person.civil["birth_date"]
@@ -96,3 +108,117 @@ def test_mismatches_differ_on_the_field_they_name(people: list[GeneratedPerson])
         "permanent_residence",
         "ethnicity",
     }
+
+
+def test_legacy_dates_give_the_year_or_the_year_and_month(people: list[GeneratedPerson]) -> None:
+    precisions = Counter(dates.precision(p.civil["birth_date"]) for p in people if p.legacy)
+    assert set(precisions) == {1, 2}
+    assert precisions[1] > precisions[2]
+
+
+def _share(count: int, total: int) -> float:
+    return 100 * count / total
+
+
+def test_family_names_have_their_published_shares(many: list[GeneratedPerson]) -> None:
+    family = Counter(p.civil["full_name"].split()[0] for p in many)
+    expected = {"Nguyễn": 38, "Trần": 11, "Lê": 9.5, "Phạm": 7, "Phan": 4.5}
+    for name, share in expected.items():
+        assert share * 0.85 < _share(family[name], MANY) < share * 1.15, name
+    assert 3.5 < _share(family["Hoàng"] + family["Huỳnh"], MANY) < 6.5
+    assert 2.5 < _share(family["Vũ"] + family["Võ"], MANY) < 5.5
+    assert {"Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương", "Lý"} <= set(family)
+
+
+def test_men_never_have_the_middle_name_thi(many: list[GeneratedPerson]) -> None:
+    middles = {sex: Counter[str]() for sex in ("male", "female")}
+    for person in many:
+        middles[person.population["sex"]][person.civil["full_name"].split()[1]] += 1
+        assert person.civil["father"].split()[1] != "Thị"
+    assert middles["male"]["Thị"] == 0
+    assert middles["male"]["Văn"] > MANY / 10
+    assert middles["female"]["Thị"] > MANY / 10
+
+
+def test_birth_years_follow_the_pyramid_not_a_uniform_draw(many: list[GeneratedPerson]) -> None:
+    born = Counter(int(p.population["birth_date"][:4]) for p in many)
+    thirties = sum(born[y] for y in range(1930, 1940))
+    eighties = sum(born[y] for y in range(1980, 1990))
+    assert _share(thirties, MANY) < 2  # a uniform draw over 1930-2025 gives 10.5 each
+    assert 11 < _share(eighties, MANY) < 20
+    minors = sum(p.population["birth_date"] > "2007-10-31" for p in many)
+    assert 18 < _share(minors, MANY) < 33
+
+
+def test_heads_of_households_are_adults(many: list[GeneratedPerson]) -> None:
+    heads = [p for p in many if p.population["relation_to_head"] == "head"]
+    assert len(heads) == len({p.household for p in many})
+    for head in heads:
+        assert head.population["birth_date"] <= "2007-10-31"
+        assert head.population["date_of_death"] is None
+
+
+def test_marriages_are_at_the_legal_age_and_never_in_the_future(
+    many: list[GeneratedPerson],
+) -> None:
+    by_pin = {p.pin: p for p in many}
+    acts = [p.marriage_act for p in many if p.marriage_act]
+    assert len(acts) > MANY // 10
+    for act in acts:
+        married = date.fromisoformat(act["married_on"])
+        assert married <= TODAY
+        assert act["registered_on"] == act["married_on"]
+        assert act["commune_code_list"] == ("2025" if married >= REFORM else "pre-2025")
+        for pin in (act["spouse_a_pin"], act["spouse_b_pin"]):
+            row = by_pin[pin].population
+            age = 20 if row["sex"] == "male" else 18
+            assert (married - date.fromisoformat(row["birth_date"])).days >= age * 365
+
+
+def test_no_date_is_later_than_the_day_the_data_describes(many: list[GeneratedPerson]) -> None:
+    for person in many:
+        acts = [person.birth_act, person.marriage_act or {}, person.death_act or {}]
+        days = [
+            person.population["birth_date"],
+            person.population["date_of_death"],
+            *(act.get("registered_on") for act in acts),
+        ]
+        assert all(day is None or date.fromisoformat(day) <= TODAY for day in days)
+
+
+def test_some_have_died_mostly_the_old_with_a_death_act(many: list[GeneratedPerson]) -> None:
+    dead = [p for p in many if p.death_act]
+    assert 0.3 < _share(len(dead), MANY) < 3
+    old = [p for p in dead if p.population["birth_date"] < "1960"]
+    assert len(old) > len(dead) / 2
+    for person in dead:
+        act = person.death_act
+        assert act is not None
+        assert act["pin"] == person.pin
+        for row in (person.civil, person.population):
+            assert row["date_of_death"] == act["date_of_death"]
+        assert person.population["birth_date"] < act["date_of_death"] < act["registered_on"]
+    alive = [p for p in many if not p.death_act]
+    assert all(p.civil["date_of_death"] is None for p in alive)
+
+
+def test_births_registered_after_the_reform_use_the_2025_list(
+    many: list[GeneratedPerson],
+) -> None:
+    places = place_map()
+    late = [p for p in many if p.birth_act["registered_on"] >= REFORM.isoformat()]
+    assert late
+    assert any(p.population["birth_date"] > "2024-12-31" for p in many)
+    for person in many:
+        act, birthplace = person.birth_act, json.loads(person.civil["place_of_birth"])
+        in_force = "2025" if person in late else "pre-2025"
+        assert act["commune_code_list"] == birthplace["code_list"] == in_force
+    for person in late:
+        unit = places.current[json.loads(person.civil["place_of_birth"])["code"]]
+        assert person.pin[1:3] == unit.province_code  # the 2025 province's code
+
+
+def test_every_row_of_a_table_has_the_same_columns(many: list[GeneratedPerson]) -> None:
+    """The demo copies rows with the first row's columns."""
+    for rows in ([p.civil for p in many], [p.population for p in many]):
+        assert len({tuple(row) for row in rows}) == 1

@@ -25,7 +25,7 @@ LINK = replace(_edit(OLD, POPULATION, 5, {}), link_to=NEW)
 OLD_EDITS = [
     _edit(OLD, CIVIL, 1, {"full_name": "Lê Thị Hoa", "sex": "female"}),
     _edit(OLD, CIVIL, 3, {"full_name": "Lê Thị Hoà", "birth_date": "2025"}),
-    _edit(OLD, POPULATION, 4, {"full_name": "Lê Thị Hòa"}),  # held: civil is the authority
+    _edit(OLD, POPULATION, 4, {"full_name": "Lê Thị Hồng"}),  # held: civil is the authority
 ]
 NEW_EDITS = [_edit(NEW, POPULATION, 6, {"religion": "Không", "full_name": "Lê Thị Hoa"})]
 
@@ -57,7 +57,7 @@ def test_a_link_moves_every_field_and_its_provenance_to_the_new_key() -> None:
     moved = people[NEW]
     assert _view(moved) == {"full_name": "Lê Thị Hoà", "sex": "female", "birth_date": "2025"}
     assert moved.former_keys == (OLD,)
-    assert moved.state.fields["full_name"].latest[POPULATION].value == "Lê Thị Hòa"
+    assert moved.state.fields["full_name"].latest[POPULATION].value == "Lê Thị Hồng"
     assert set(moved.open_conflicts) == {"full_name"}  # the held edit is held again here
     stub = people[OLD]
     assert (stub.successor, stub.state.fields) == (NEW, {})

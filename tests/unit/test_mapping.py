@@ -200,3 +200,45 @@ def test_field_edits_give_one_edit_per_field_in_name_order() -> None:
         FieldEdit("pin", 7, "civil", hlc, "e1"),
         FieldEdit("sex", "F", "civil", hlc, "e1"),
     ]
+
+
+@pytest.mark.parametrize("dob", ["2023-02-29", "2023-04-31", "1942-13", "1990-05-17\n", "soon"])
+def test_a_date_that_is_no_calendar_date_is_unusable_naming_the_field(dob: str) -> None:
+    with pytest.raises(UnusableChange) as refused:
+        MAPPER.edits_of(_event("c", after={**ROW, "dob": dob}))
+    assert refused.value.reason == "date.invalid"
+    assert "birth_date" in refused.value.detail
+    assert dob.strip() not in refused.value.detail
+    assert "Nguyễn" not in refused.value.detail
+
+
+@pytest.mark.parametrize("dob", ["1990", "1990-05", "2024-02-29"])
+def test_partial_and_leap_dates_are_usable(dob: str) -> None:
+    assert _fields(_event("c", after={**ROW, "dob": dob}))["birth_date"] == dob
+
+
+def test_a_learned_date_that_is_no_calendar_date_is_left_out() -> None:
+    before = {**ROW, "dob": "2023-02-29"}  # written before calendar dates were checked
+    after = {**before, "name": "Nguyễn Văn Anh"}
+    (edit,) = MAPPER.edits_of(_event("u", before=before, after=after))
+    assert dict(edit.fields) == {"full_name": "Nguyễn Văn Anh"}
+    assert "birth_date" not in edit.learned
+
+
+def test_a_correction_to_an_impossible_date_is_unusable() -> None:
+    corrections = TableMapping(
+        store="civil",
+        table="public.correction",
+        person_column="pin",
+        field_column="field",
+        value_column="new_value",
+    )
+    row: dict[str, Value] = {
+        "pin": "001090000001",
+        "field": "date_of_death",
+        "new_value": "2023-04-31",
+    }
+    event = change("c", after=row, store="civil", schema="public", table="correction")
+    with pytest.raises(UnusableChange) as refused:
+        PersonMapper([corrections]).edits_of(event)
+    assert (refused.value.reason, "date_of_death" in refused.value.detail) == ("date.invalid", True)

@@ -299,3 +299,33 @@ def test_a_place_on_a_split_wards_default_successor_waits_for_a_steward_review()
 def test_a_place_not_split_is_not_reviewed() -> None:
     _, (result,) = _apply(MergedPerson.new("p1"), _edit(CIVIL, 1, "c1", {"hometown": CHOSEN}))
     assert result.conflicts == []
+
+
+def _place(code: str, code_list: str, ward_code: str) -> str:
+    current = {"province_code": "01", "ward_code": ward_code, "name": "Phường Ba Đình"}
+    return json.dumps({"text": "as recorded", "code": code, "code_list": code_list,
+                       "current": current, "quality": "merged"})  # fmt: skip
+
+
+def test_a_place_recorded_in_the_other_list_is_no_conflict_and_no_new_version() -> None:
+    """Issue 13: one store re-records its addresses in 2025 codes; nothing waits for a steward."""
+    old = _place("00001", "pre-2025", "00004")
+    recorded = _edit(POPULATION, 1, "p1", {"permanent_residence": old})
+    person, _ = _apply(MergedPerson.new("p1"), recorded)
+    new = _place("00004", "2025", "00004")
+    person, (again,) = _apply(person, _edit(CIVIL, 2, "c2", {"permanent_residence": new}))
+    assert (again.conflicts, again.changed, person.open_conflicts) == ([], False, {})
+    assert person.view(DEFAULT_POLICY)["permanent_residence"].value == old  # as recorded
+    moved = _place("00006", "2025", "00006")
+    _, (contested,) = _apply(person, _edit(CIVIL, 3, "c3", {"permanent_residence": moved}))
+    assert [c.decision for c in contested.conflicts] == ["held"]
+
+
+def test_a_legacy_year_does_not_displace_the_population_stores_full_date() -> None:
+    full = _edit(POPULATION, 1, "p1", {"birth_date": "1985-03-12", NAME: "Lê Thị Hòa"})
+    legacy = _edit(CIVIL, 2, "c2", {"birth_date": "1985", NAME: "Lê Thị Hoà"})
+    for order in ([full, legacy], [legacy, full]):
+        person, results = _apply(MergedPerson.new("p1"), *order)
+        view = person.view(DEFAULT_POLICY)
+        assert (view["birth_date"].value, view[NAME].value) == ("1985-03-12", "Lê Thị Hoà")
+        assert [c for r in results for c in r.conflicts] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.place_data import pre_2025_province_codes
-from engine.pin import Severity, check_pin
+from engine.pin import Severity, check_pin, registered_abroad
 
 PROVINCES = pre_2025_province_codes()
 
@@ -82,3 +82,25 @@ def test_findings_never_repeat_the_pin_or_the_birth_date() -> None:
         assert "003191000001" not in finding.detail
         assert "1990" not in finding.detail
         assert "1991" not in finding.detail
+
+
+@pytest.mark.parametrize("pin", ["001090000001\n", "001090000001\r\n", "\n001090000001"])
+def test_full_match_a_pin_with_a_line_break_is_malformed(pin: str) -> None:
+    assert _codes(pin, birth_date="1990", sex="male") == ["pin.malformed"]
+
+
+@pytest.mark.parametrize("pin", ["175090000001", "232305123456", "284190000001"])
+def test_a_birth_registered_abroad_has_a_country_code_and_no_province_warning(pin: str) -> None:
+    """Decree 137/2015/ND-CP, art. 13: the first three digits are the code of the country
+    where the birth was registered, which does not start with 0 as province codes do; the
+    century, year and sex digits are checked as for anyone."""
+    assert registered_abroad(pin)
+    birth_date = "2005-03-01" if pin[3] in "23" else "1990-03-01"
+    sex = "female" if int(pin[3]) % 2 else "male"
+    assert _codes(pin, birth_date=birth_date, sex=sex) == []
+    assert _codes(pin, birth_date="1970", sex=sex) == ["pin.birth_year_mismatch"]
+
+
+def test_a_province_code_is_not_a_country_code() -> None:
+    assert not registered_abroad("001090000001")
+    assert not registered_abroad("003090000001")  # 003 is no province, and no country either

@@ -67,3 +67,24 @@ def test_the_join_finds_exactly_what_a_dictionary_comparison_finds(
                 if civil[pin][f] != population[pin][f]
             ]
     assert found == expected
+
+
+def test_values_equal_in_the_normal_form_are_no_mismatch() -> None:
+    place = '{"code": "%s", "code_list": "%s", "current": {"ward_code": "00004"}, "text": "x"}'
+    civil: list[Row] = [
+        ("001", {"full_name": "Lê Thị Thuý Hoà", "sex": "female",
+                 "permanent_residence": place % ("00001", "pre-2025")}),
+        ("002", {"full_name": "Ðặng  Văn An", "sex": "male", "permanent_residence": None}),
+        ("003", {"full_name": "Lê Thị Hoa", "sex": "female", "birth_date": "1985"}),
+    ]  # fmt: skip
+    population: list[Row] = [
+        ("001", {"full_name": "Lê Thị Thúy Hòa", "sex": "female",
+                 "permanent_residence": place % ("00004", "2025")}),
+        ("002", {"full_name": "Đặng Văn An", "sex": "male", "permanent_residence": None}),
+        ("003", {"full_name": "Lê Thị Hoa", "sex": "female", "birth_date": "1985-03-12"}),
+    ]  # fmt: skip
+    fields = ["full_name", "sex", "permanent_residence", "birth_date"]
+    assert list(compare(civil, population, fields)) == [
+        # the merger makes both hold the more precise date: a difference until then
+        Mismatch("003", "birth_date", "1985", "1985-03-12"),
+    ]
