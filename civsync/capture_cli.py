@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +13,7 @@ from rich.progress import Progress, TextColumn
 from rich.table import Table
 
 from civsync.config import CivsyncSettings, load_settings
+from civsync.options import ConfigOption, MetricsHostOption, MetricsPortOption
 from connectors.capture import metrics as capture_metrics
 from connectors.capture import snapshot as snapshots
 from connectors.capture.publisher import ChangePublisher
@@ -27,14 +27,16 @@ from engine.events import format_lsn
 app = typer.Typer(help="Log-based capture of the stores into Kafka.", no_args_is_help=True)
 console = Console(stderr=True)
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML config file (default: $CIVSYNC_CONFIG)")
-]
-
 
 SlotOption = Annotated[
     str | None, typer.Option(help="Slot name (default: [capture] slot_prefix, _, the store)")
 ]
+
+
+def serve_metrics(host: str, port: int, part: str) -> None:
+    """Serve ``part``'s /metrics and /healthz on ``host``:``port``, unless ``port`` is 0."""
+    if port:
+        capture_metrics.serve(port, part, host=host)
 
 
 def slot_name(settings: CivsyncSettings, store: str) -> str:
@@ -58,9 +60,8 @@ def run(
         typer.Option(min=1, help="Partitions of new topics (default: [merge] partitions)"),
     ] = None,
     snapshot_chunk: Annotated[int, typer.Option(min=1, help="Rows per snapshot chunk")] = 5_000,
-    metrics_port: Annotated[
-        int, typer.Option(min=0, help="Serve /metrics and /healthz on this loopback port; 0: off")
-    ] = 0,
+    metrics_port: MetricsPortOption = 0,
+    metrics_host: MetricsHostOption = "127.0.0.1",
 ) -> None:
     """Stream committed changes of STORE into civsync.<store>.<table> until SIGTERM/SIGINT."""
     settings = load_settings(config)
@@ -68,8 +69,7 @@ def run(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    if metrics_port:
-        capture_metrics.serve(metrics_port, store)
+    serve_metrics(metrics_host, metrics_port, f"capture-{store}")
     with SchemaRegistry(settings.registry) as registry:
         publisher = ChangePublisher(
             settings.kafka,

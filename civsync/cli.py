@@ -36,6 +36,7 @@ from civsync.demo import Demo
 from civsync.history_cli import audit_app
 from civsync.history_cli import history as history_command
 from civsync.merge_cli import conflicts_app, merge_app, sink_app
+from civsync.options import ConfigOption, MetricsHostOption
 from civsync.quarantine_cli import app as quarantine_app
 from civsync.reconcile import reconcile as run_reconcile
 from civsync.remap import remap as run_remap
@@ -69,9 +70,6 @@ app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 log = structlog.get_logger("civsync")
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML config file (default: $CIVSYNC_CONFIG)")
-]
 RunDirOption = Annotated[
     Path,
     typer.Option("--run-dir", envvar="CIVSYNC_RUN_DIR", help="Where service data and logs live"),
@@ -139,6 +137,17 @@ def run(
     mergers: Annotated[
         int, typer.Option(min=1, help="Merger processes: they share the partitions")
     ] = 1,
+    metrics_port_base: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65000,
+            help="Serve each part's /metrics and /healthz on consecutive ports from this one"
+            " (capture-civil, capture-population, the mergers, sink-civil, sink-population);"
+            " 0: off",
+        ),
+    ] = 0,
+    metrics_host: MetricsHostOption = "127.0.0.1",
 ) -> None:
     """The whole engine on this machine: both captures, the merger and both sinks, each its
     own process, supervised: a part that exits is restarted (after 1 s, doubling to 30 s),
@@ -148,7 +157,13 @@ def run(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    engine = EngineProcesses(config, log_dir, mergers=mergers)
+    engine = EngineProcesses(
+        config,
+        log_dir,
+        mergers=mergers,
+        metrics_port_base=metrics_port_base,
+        metrics_host=metrics_host,
+    )
     engine.start()
     log.info("engine started", parts=list(roles(mergers)))
     try:

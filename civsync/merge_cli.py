@@ -6,15 +6,15 @@ from __future__ import annotations
 import signal
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from civsync.capture_cli import serve_metrics
 from civsync.config import CivsyncSettings, load_settings
-from connectors.merge import metrics
+from civsync.options import ConfigOption, MetricsHostOption, MetricsPortOption
 from connectors.merge.merger import Merger, MergerConfig
 from connectors.merge.records import MergeTopics
 from connectors.merge.sink import StoreSink, sink_tables
@@ -30,13 +30,6 @@ sink_app = typer.Typer(help="Apply merged people to a store.", no_args_is_help=T
 conflicts_app = typer.Typer(help="Review and decide conflicts.", no_args_is_help=True)
 console = Console(stderr=True)
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML config file (default: $CIVSYNC_CONFIG)")
-]
-MetricsOption = Annotated[
-    int, typer.Option(min=0, help="Serve /metrics and /healthz on this loopback port; 0: off")
-]
-
 
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
@@ -51,14 +44,14 @@ def merge_run(
     instance: Annotated[
         str, typer.Option(help="This member's stable name in the group (its transactional id)")
     ] = "0",
-    metrics_port: MetricsOption = 0,
+    metrics_port: MetricsPortOption = 0,
+    metrics_host: MetricsHostOption = "127.0.0.1",
 ) -> None:
     """Merge edits of both stores into civsync.person and civsync.conflicts until stopped.
     Start more processes with other --instance names to share the partitions."""
     settings = load_settings(config)
     stop = _stop_on_signals()
-    if metrics_port:
-        metrics.serve(metrics_port, "merger")
+    serve_metrics(metrics_host, metrics_port, "merger")
     with SchemaRegistry(settings.registry) as registry:
         Merger(MergerConfig(settings.merge, instance=instance), settings.kafka, registry).run(stop)
 
@@ -67,7 +60,8 @@ def merge_run(
 def sink_run(
     store: Annotated[str, typer.Argument(help="civil or population")],
     config: ConfigOption = None,
-    metrics_port: MetricsOption = 0,
+    metrics_port: MetricsPortOption = 0,
+    metrics_host: MetricsHostOption = "127.0.0.1",
 ) -> None:
     """Apply civsync.person to STORE's mapped tables until stopped."""
     settings = load_settings(config)
@@ -75,8 +69,7 @@ def sink_run(
     if store not in stores:
         raise typer.BadParameter(f"unknown store {store!r}; expected one of {sorted(stores)}")
     stop = _stop_on_signals()
-    if metrics_port:
-        metrics.serve(metrics_port, f"sink-{store}")
+    serve_metrics(metrics_host, metrics_port, f"sink-{store}")
     with SchemaRegistry(settings.registry) as registry:
         StoreSink(store, stores[store], settings.merge, settings.kafka, registry).run(stop)
 

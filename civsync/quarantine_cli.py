@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,16 +17,13 @@ from rich.console import Console
 from rich.table import Table
 
 from civsync.config import CivsyncSettings, load_settings
+from civsync.options import ConfigOption
 from connectors.merge.records import MergeTopics
 from connectors.merge.retry import Quarantined, quarantined, retry
 from connectors.registry import SchemaRegistry
 
 app = typer.Typer(help="Quarantined input: list, show, retry.", no_args_is_help=True)
 console = Console()
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML config file (default: $CIVSYNC_CONFIG)")
-]
 
 
 def _all(settings: CivsyncSettings) -> list[Quarantined]:

@@ -5,7 +5,9 @@ environment, logging to ``<log_dir>/<role>.log`` (or to this process's output). 
 run`` and the demo use it. ``supervise`` restarts a part that exits, after a pause that
 doubles from 1 s to 30 s (back to 1 s once the part has run a minute), logged and counted;
 ``stop`` asks every part to stop (SIGTERM: open transactions commit or abort, slots are
-confirmed) and kills what has not within the timeout. Every part is started so that the
+confirmed) and kills what has not within the timeout. With ``metrics_port_base``, each part
+serves /metrics and /healthz on its own port, consecutive in the order of ``roles``
+(``metrics_ports``), the same port across its restarts. Every part is started so that the
 kernel stops it if the process that started it dies, even by a crash, so an engine never
 outlives its supervisor as orphans.
 """
@@ -70,6 +72,12 @@ def roles(mergers: int = 1) -> tuple[str, ...]:
     return (*ROLES[:2], *(f"merger-{i}" for i in range(mergers)), *ROLES[3:])
 
 
+def metrics_ports(parts: tuple[str, ...], base: int) -> dict[str, int]:
+    """The metrics port of each part: ``base``, ``base + 1``, ... in the order of ``parts``
+    (none when ``base`` is 0)."""
+    return {part: base + n for n, part in enumerate(parts)} if base else {}
+
+
 def command(role: str, config: Path | None) -> list[str]:
     """The ``civsync`` command line of ``role`` (without a config: ``$CIVSYNC_CONFIG``)."""
     kind, _, what = role.partition("-")
@@ -99,14 +107,32 @@ class EngineProcesses:
     env: dict[str, str] = field(default_factory=dict)
     extra: dict[str, list[str]] = field(default_factory=dict)  # more arguments, by role
     mergers: int = 1
+    metrics_port_base: int = 0  # 0: the parts serve no metrics
+    metrics_host: str = "127.0.0.1"
     restarts: Counter[str] = field(default_factory=Counter)
     _running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _started: dict[str, float] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     def start(self) -> None:
+        for role, port in self.metrics_ports().items():
+            log.info(
+                "part serves metrics", part=role, url=f"http://{self.metrics_host}:{port}/metrics"
+            )
         for role in roles(self.mergers):
             self._start(role)
+
+    def metrics_ports(self) -> dict[str, int]:
+        """Each part's /metrics and /healthz port (none without ``metrics_port_base``)."""
+        return metrics_ports(roles(self.mergers), self.metrics_port_base)
+
+    def _metrics_args(self, role: str) -> list[str]:
+        port = self.metrics_ports().get(role)
+        return (
+            []
+            if port is None
+            else ["--metrics-host", self.metrics_host, "--metrics-port", str(port)]
+        )
 
     def _start(self, role: str) -> None:
         output: IO[bytes] | None = None
@@ -115,7 +141,7 @@ class EngineProcesses:
             output = (self.log_dir / f"{role}.log").open("ab")
             self._logs.append(output)
         self._running[role] = subprocess.Popen(  # noqa: S603 - our own CLI
-            [*command(role, self.config), *self.extra.get(role, [])],
+            [*command(role, self.config), *self._metrics_args(role), *self.extra.get(role, [])],
             stdout=output,
             stderr=None if output is None else subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},

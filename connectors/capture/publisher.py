@@ -172,7 +172,7 @@ class ChangePublisher:
             )
             return
         self.published += 1
-        metrics.EVENTS.labels(event.source.store, str(event.op)).inc()
+        metrics.events(event.source.store, event.table_id, str(event.op)).inc()
 
     def quarantine(
         self,

@@ -194,7 +194,7 @@ class _Follow:
                     break
             if self.read_to > self.confirmed and not self.decoder.in_transaction:
                 self._confirm(self.read_to)
-            metrics.record_step(config.store)
+            metrics.record_step(f"capture-{config.store}")
 
     def _decode(self, data: XLogData) -> list[Decoded]:
         try:

@@ -205,6 +205,7 @@ class Merger:
     def _transaction(
         self, consumer: Consumer, producer: TransactionalProducer, messages: list[Message]
     ) -> None:
+        started = time.monotonic()
         producer.begin()
         self._state_ends.clear()
         try:
@@ -222,6 +223,7 @@ class Merger:
         for position in unread:  # the rest of the batch is read again, by the next transaction
             consumer.seek(position)
         metrics.TRANSACTIONS.inc()
+        metrics.MERGE_BATCH.observe(time.monotonic() - started)
 
     def _process(
         self, producer: TransactionalProducer, messages: list[Message]

@@ -186,12 +186,14 @@ class StoreSink:
             self._count_waiting(conn)
         except psycopg.Error as exc:
             raise classify(exc, f"counting the people waiting in {self._store}") from exc
+        took_s = time.perf_counter() - started
+        metrics.SINK_BATCH.labels(self._store).observe(took_s)
         log.debug(
             "batch applied",
             store=self._store,
             people=len(records),
             written=written,
-            ms=round((time.perf_counter() - started) * 1000, 1),
+            ms=round(took_s * 1000, 1),
         )
 
     def _write_giving_way(
@@ -282,6 +284,7 @@ class StoreSink:
             retry_of=retry_of,
         )
         self._quarantine.produce(QUARANTINE, key, record)
+        metrics.SINK_QUARANTINED.labels(self._store, reason).inc()
         log.warning("quarantined", reason=reason, store=self._store)
 
 

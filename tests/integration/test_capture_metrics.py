@@ -1,9 +1,12 @@
-"""A running `civsync capture run` serves Prometheus metrics and a health check."""
+"""A running `civsync capture run` serves Prometheus metrics (events by store, table and op;
+slot lag and confirmed position in bytes; its last step) and a JSON health check."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -47,18 +50,24 @@ def test_metrics_count_events_and_show_slot_lag(settings: CivsyncSettings, table
             conn.execute(q("INSERT INTO {t} SELECT generate_series(1, 25)", table))
             wait_caught_up(conn, table)
         status, text = _get(f"http://127.0.0.1:{port}/metrics")
-        health, _ = _get(f"http://127.0.0.1:{port}/healthz")
+        health, document = _get(f"http://127.0.0.1:{port}/healthz")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
 
     assert status == 200
     assert health == 200
+    assert json.loads(document)["part"] == "capture-civil"
+    assert json.loads(document)["healthy"] is True
     samples = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line and not line.startswith("#")
     }
-    assert samples['civsync_capture_events_total{op="c",store="civil"}'] == 25
+    events = f'civsync_capture_events_total{{op="c",store="civil",table="public.{table}"}}'
+    assert samples[events] == 25
     assert f'civsync_capture_slot_lag_bytes{{slot="{table}",store="civil"}}' in samples
-    assert samples[f'civsync_capture_confirmed_lsn{{slot="{table}",store="civil"}}'] > 0
+    assert samples[f'civsync_capture_confirmed_lsn_bytes{{slot="{table}",store="civil"}}'] > 0
+    stepped = samples['civsync_part_last_step_timestamp_seconds{part="capture-civil"}']
+    assert time.time() - 60 < stepped <= time.time()
+    assert not [name for name in samples if name.split("{")[0].endswith("_created")]

@@ -39,14 +39,19 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _gauge(port: int) -> float | None:
+def _sample(port: int, sample: str) -> float | None:
+    """The value of ``sample`` (its name and labels, as exposed) on the part's /metrics."""
     url = f"http://127.0.0.1:{port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
     for line in text.splitlines():
-        if line.startswith('civsync_sink_waiting_people{store="civil"} '):
+        if line.startswith(f"{sample} "):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def _gauge(port: int) -> float | None:
+    return _sample(port, 'civsync_sink_waiting_people{store="civil"}')
 
 
 def _civil_sink_logging_at_info(run: Pipeline, port: int, log: Path) -> None:
@@ -120,6 +125,11 @@ def test_a_person_missing_a_required_column_waits_until_complete(
         assert run.rows("civil")[pin]["permanent_residence"] == "Số 5 Lê Lợi, Huế"
         assert waiting_people(civil, [target]) == []
         wait_for(lambda: _gauge(port) == 0, "the waiting gauge drops to zero")
+        assert (_sample(port, 'civsync_sink_rows_total{store="civil"}') or 0) >= 2
+        assert (_sample(port, 'civsync_sink_batch_seconds_count{store="civil"}') or 0) >= 1
+        health = f"http://127.0.0.1:{port}/healthz"
+        with urllib.request.urlopen(health, timeout=5) as response:
+            assert json.loads(response.read())["part"] == "sink-civil"
         assert "0 waiting person(s)" in civsync_output(
             "sink", "waiting", "civil", "--config", str(run.config)
         )

@@ -1,4 +1,5 @@
-"""docker/compose.yml and the local launcher describe the same topology."""
+"""docker/compose.yml and the local launcher describe the same topology, and the engine's
+parts run in it as the CLI and `civsync run` would run them, watched by its Prometheus."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+import typer
 import yaml
 
-from civsync.config import CivsyncSettings
+from civsync import cli
+from civsync.config import CivsyncSettings, load_settings
+from civsync.runner import ROLES, metrics_ports
+from civsync.runner import command as runner_command
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker" / "compose.yml"
@@ -27,9 +33,8 @@ def _host_port(mapping: str) -> int:
 def test_services_listen_where_the_default_settings_look() -> None:
     services, defaults = _compose()["services"], CivsyncSettings()
     kafka_env = services["kafka"]["environment"]
-    assert kafka_env["KAFKA_ADVERTISED_LISTENERS"] == (
-        f"PLAINTEXT://{defaults.kafka.bootstrap_servers}"
-    )
+    advertised = kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert f"PLAINTEXT://{defaults.kafka.bootstrap_servers}" in advertised
     assert _host_port(services["registry"]["ports"][0]) == defaults.registry.url.port
     for name, store in defaults.stores().items():
         assert _host_port(services[name]["ports"][0]) == store.port
@@ -45,3 +50,141 @@ def test_images_run_the_versions_the_launcher_runs() -> None:
 def test_stores_decode_logically() -> None:
     for name in ("civil", "population"):
         assert "wal_level=logical" in _compose()["services"][name]["command"]
+
+
+# --- the engine's parts as services, and their monitoring ---
+
+METRICS_PORT_BASE = 9400  # the compose ports are those of `civsync run --metrics-port-base 9400`
+
+
+def _command(args: list[str]) -> tuple[str, dict[str, Any]]:
+    """The command `civsync ARGS` runs and its parameters, parsed by civsync's own CLI (an
+    unknown command, option or value fails)."""
+    command: Any = typer.main.get_command(cli.app)
+    words = list(args)
+    while hasattr(command, "commands"):  # a group: the next word names a command in it
+        name = words.pop(0)
+        assert name in command.commands, f"civsync has no command {name!r} ({args})"
+        command = command.commands[name]
+    return command.name, dict(command.make_context(command.name, words).params)
+
+
+def _engine_environment(service: dict[str, Any]) -> dict[str, str]:
+    """A part's environment with ``${VAR:-default}`` resolved to its default."""
+    return {
+        name: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+        for name, value in service["environment"].items()
+    }
+
+
+def _conditions(service: dict[str, Any]) -> dict[str, str]:
+    return {name: need["condition"] for name, need in service["depends_on"].items()}
+
+
+def test_each_part_is_a_service_running_its_civsync_command() -> None:
+    services = _compose()["services"]
+    for role in ROLES:
+        args = services[role]["command"]
+        part = runner_command(role, None)[3:]  # after `python -m civsync.cli`
+        assert args[: len(part)] == part, role
+        _, params = _command(args)
+        assert params["metrics_host"] == "0.0.0.0", role  # noqa: S104 - in its container
+        assert params["metrics_port"] == metrics_ports(ROLES, METRICS_PORT_BASE)[role]
+    assert _command(services["migrate"]["command"])[0] == "migrate"
+
+
+def test_the_image_installs_the_package_whose_script_the_services_run() -> None:
+    services, root = _compose()["services"], COMPOSE.parents[1]
+    for name in (*ROLES, "migrate"):
+        build = services[name]["build"]
+        dockerfile = (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve()
+        assert dockerfile == root / "docker" / "civsync" / "Dockerfile"
+    text = (root / "docker" / "civsync" / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir --prefix=/install ." in text
+    assert 'ENTRYPOINT ["civsync"]' in text
+    assert "civsync = " in (root / "pyproject.toml").read_text()
+
+
+def test_parts_reach_the_services_by_their_compose_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    services = _compose()["services"]
+    kafka_env = services["kafka"]["environment"]
+    inside = {a.split("//")[1] for a in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")}
+    registry_port = services["registry"]["ports"][0].split(":")[-1]
+    for name in (*ROLES, "migrate"):
+        for variable, value in _engine_environment(services[name]).items():
+            monkeypatch.setenv(variable, value)
+        settings = load_settings(None)
+        assert settings.kafka.bootstrap_servers in inside
+        assert settings.kafka.bootstrap_servers.split(":")[0] == "kafka"
+        assert (settings.registry.url.host, str(settings.registry.url.port)) == (
+            "registry",
+            registry_port,
+        )
+        for store_name, store in settings.stores().items():
+            assert (store.host, store.port) == (store_name, 5432)
+            assert store.dbname == CivsyncSettings().stores()[store_name].dbname
+
+
+def test_parts_start_after_what_they_need() -> None:
+    services = _compose()["services"]
+    started = {"kafka": "service_started", "registry": "service_started"}
+    for role in ROLES:
+        needs = {**started, "migrate": "service_completed_successfully"}
+        store = role.partition("-")[2]
+        if store:
+            needs[store] = "service_healthy"
+        assert _conditions(services[role]) == needs, role
+    both = {"civil": "service_healthy", "population": "service_healthy"}
+    assert _conditions(services["migrate"]) == both
+    assert services["migrate"]["restart"] != "unless-stopped"  # a one-shot
+
+
+def test_ports_health_checks_and_scrape_targets_agree() -> None:
+    services = _compose()["services"]
+    config = yaml.safe_load((COMPOSE.parent / "prometheus" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    targets = {
+        target: group["labels"]["service"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    ports = metrics_ports(ROLES, METRICS_PORT_BASE)
+    assert targets == {f"{role}:{port}": role for role, port in ports.items()}
+    for role, port in ports.items():
+        assert services[role]["ports"] == [f"127.0.0.1:{port}:{port}"]
+        assert f"http://127.0.0.1:{port}/healthz" in " ".join(services[role]["healthcheck"]["test"])
+    assert set(services["prometheus"]["depends_on"]) == set(ROLES)
+
+
+def test_prometheus_and_grafana_mount_their_files() -> None:
+    services, docker = _compose()["services"], COMPOSE.parent
+    mounts = {}
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            source, target = volume.split(":")[:2]
+            if source.startswith("./"):
+                assert (docker / source).exists(), source
+                mounts[target] = docker / source
+    config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
+    for rules in config["rule_files"]:
+        assert f"/etc/prometheus/{rules}" in mounts
+    provisioning = mounts["/etc/grafana/provisioning"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "civsync.yml").read_text())[
+        "providers"
+    ]
+    dashboards = mounts[provider["options"]["path"]]
+    assert (dashboards / "civsync.json").is_file()
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    prometheus_port = services["prometheus"]["ports"][0].split(":")[-1]
+    assert source["url"] == f"http://prometheus:{prometheus_port}"
+
+
+def test_the_engine_starts_only_with_its_profile() -> None:
+    """`docker compose up` (what the tests' pytest-docker runs) starts the services only;
+    the engine, Prometheus and Grafana need `--profile engine`."""
+    services = _compose()["services"]
+    plain = {name for name, service in services.items() if not service.get("profiles")}
+    assert plain == {"kafka", "registry", "civil", "population"}
+    assert all(s.get("profiles") == ["engine"] for n, s in services.items() if n not in plain)
