@@ -23,6 +23,7 @@ test: setup lint services-up      ## lint, every test against the real services,
 	$(BIN)/python -m bench.encode --smoke
 	$(BIN)/python -m bench.initial_sync --smoke
 	$(BIN)/python -m bench.sidebyside --smoke  # fetches Kafka Connect and Debezium once (about 154 MB)
+	$(BIN)/python -m bench.faults --smoke --only kafka-kill  # services of its own; tests/faults ran every fault
 
 bench: setup services-up          ## the full benchmarks (minutes; on demand, never in CI)
 	$(BIN)/python -m bench.capture
@@ -30,6 +31,7 @@ bench: setup services-up          ## the full benchmarks (minutes; on demand, ne
 	$(BIN)/python -m bench.reconcile
 	$(BIN)/python -m bench.apply_path
 	$(BIN)/python -m bench.encode
+	$(BIN)/python -m bench.faults
 
 bench-compare: setup services-up  ## civsync against Debezium and the ceilings, one run (about 25 min)
 	$(BIN)/python -m bench.sidebyside --runs 3

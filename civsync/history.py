@@ -94,11 +94,7 @@ class HistoryReader:
     def _steps(self, keys: set[str]) -> Iterator[Step]:
         wanted = {k.encode() for k in keys}
         for partition in sorted({person_partition(k, self._partitions) for k in keys}):
-            topic = self._topics.history.name
-            for message in read_to_end(self._kafka, topic, [partition]):
-                if message.key() in wanted:
-                    where = f"{topic} partition {partition} offset {message.offset()}"
-                    yield Step(self._decoder.decode(message.value() or b"", where), where)
+            yield from self._read(partition, wanted)
 
     def verify(self, person: str | None = None) -> Verdict:
         """Check the chain of ``person`` (its key), or of everyone."""
@@ -110,7 +106,7 @@ class HistoryReader:
         for partition in partitions:
             heads, next_offset = self._heads(partition, person)
             checker = ChainChecker(heads)
-            for step in self._partition_steps(partition, person):
+            for step in self._read(partition, None if person is None else {person.encode()}):
                 found = checker.check(step.record, step.where)
                 if found is not None:
                     return verdict.add(checker, found)
@@ -121,10 +117,12 @@ class HistoryReader:
                 return verdict
         return verdict
 
-    def _partition_steps(self, partition: int, person: str | None) -> Iterator[Step]:
-        topic, wanted = self._topics.history.name, None if person is None else person.encode()
+    def _read(self, partition: int, wanted: set[bytes] | None) -> Iterator[Step]:
+        """The steps of ``partition`` whose key is ``wanted`` (None: every step), in order;
+        the others are not decoded."""
+        topic = self._topics.history.name
         for message in read_to_end(self._kafka, topic, [partition]):
-            if wanted is None or message.key() == wanted:
+            if wanted is None or message.key() in wanted:
                 where = f"{topic} partition {partition} offset {message.offset()}"
                 yield Step(self._decoder.decode(message.value() or b"", where), where)
 

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 from psycopg import sql
@@ -76,12 +77,14 @@ class PostgresService:
         )
         self._ensure_database()
 
-    def stop(self) -> bool:
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> bool:
+        """Stop the server: ``fast`` (clean: sessions end, a checkpoint), or ``immediate``
+        (as a crash: recovery from the WAL on the next start)."""
         if not self.running():
             return False
         run_checked(
             _as_owner(
-                [str(_bindir() / "pg_ctl"), "stop", "-m", "fast", "-w", "-D", str(self.data_dir)]
+                [str(_bindir() / "pg_ctl"), "stop", "-m", mode, "-w", "-D", str(self.data_dir)]
             ),
             what=f"stopping PostgreSQL for the {self.name} store",
         )

@@ -141,6 +141,14 @@ class CaptureStream:
         run_until_stopped(f"capture-{self._config.store}", lambda: self._attempt(stop), stop)
 
     def _attempt(self, stop: threading.Event) -> None:
+        """One attempt; a PostgreSQL error that escapes it is classified by its SQLSTATE, so
+        a server that stops or restarts (57P01 and the like) is waited out, not fatal."""
+        try:
+            self._follow(stop)
+        except psycopg.Error as exc:
+            raise classify(exc, f"capturing {self._store.dbname}") from exc
+
+    def _follow(self, stop: threading.Event) -> None:
         config, slot, db = self._config, self._slot, self._store.dbname
         self._publisher.renew()  # nothing queued, nothing half sent: as a restarted process
         with connect(self._store, autocommit=True) as control:

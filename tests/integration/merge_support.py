@@ -236,8 +236,8 @@ def pipeline(
         yield run
     finally:
         run.stop_all()
-        drop_slot(civil, run.civil_table)
-        drop_slot(population, run.population_table)
+        drop_slot(run.civil, run.civil_table)  # a test may have connected again
+        drop_slot(run.population, run.population_table)
 
 
 def wait_for(

@@ -5,31 +5,15 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
 from civsync.config import CivsyncSettings
 from connectors.postgres import connect
+from tests.http_probe import free_port, get
 from tests.integration.capture_support import capture_process, drop_slot, q, wait_caught_up
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 @pytest.fixture
@@ -42,15 +26,15 @@ def table(settings: CivsyncSettings, unique_name: str) -> Iterator[str]:
 
 
 def test_metrics_count_events_and_show_slot_lag(settings: CivsyncSettings, table: str) -> None:
-    port = _free_port()
+    port = free_port()
     process = capture_process(table, "--metrics-port", str(port))
     try:
         with connect(settings.civil, autocommit=True) as conn:
             wait_caught_up(conn, table)
             conn.execute(q("INSERT INTO {t} SELECT generate_series(1, 25)", table))
             wait_caught_up(conn, table)
-        status, text = _get(f"http://127.0.0.1:{port}/metrics")
-        health, document = _get(f"http://127.0.0.1:{port}/healthz")
+        status, text = get(f"http://127.0.0.1:{port}/metrics")
+        health, document = get(f"http://127.0.0.1:{port}/healthz")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -17,6 +16,7 @@ from connectors.merge.target import Waiting, missing_required, waiting_people
 from connectors.postgres import Connection
 from connectors.quarantine import QUARANTINE_TOPIC
 from connectors.registry import SchemaRegistry
+from tests.http_probe import free_port
 from tests.integration.capture_support import civsync_output, q, read_topic, wait_caught_up
 from tests.integration.merge_support import Pipeline, pipeline, wait_for
 
@@ -31,12 +31,6 @@ def test_missing_required_names_the_required_columns_without_a_value() -> None:
     complete = {**values, "full_name": "Nguyễn Văn An", "birth_date": "1990"}
     assert missing_required(required, columns, complete) == []
     assert missing_required(set(), columns, {}) == []
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _sample(port: int, sample: str) -> float | None:
@@ -81,7 +75,7 @@ def test_a_person_missing_a_required_column_waits_until_complete(
     pin = f"079091{uuid.uuid4().int % 999_999:06d}"
     other = f"{int(pin) + 1:012d}"
     name = "Vũ Thị Lan"
-    port, log = _free_port(), tmp_path / "sink-civil.log"
+    port, log = free_port(), tmp_path / "sink-civil.log"
     with pipeline(
         civil,
         population,

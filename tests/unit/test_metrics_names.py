@@ -7,8 +7,6 @@ import json
 import re
 import socket
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from connectors import resilience
 from connectors.capture import metrics as capture_metrics
 from connectors.merge import metrics as merge_metrics
 from engine.errors import ConfigError
+from tests.http_probe import free_port, get
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "civsync.json"
@@ -38,20 +37,6 @@ def _ours() -> list[MetricWrapperBase]:
     return list({id(metric): metric for metric in found}.values())
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 @pytest.fixture(scope="module")
 def exposed() -> set[str]:
     """The sample names a part really exposes, read from a scrape of ``serve``: each labelled
@@ -60,9 +45,9 @@ def exposed() -> set[str]:
         labels = metric._labelnames
         if labels:
             metric.labels(*("unit-scrape" for _ in labels))
-    port = _free_port()
+    port = free_port()
     capture_metrics.serve(port, "unit-scrape")
-    status, text = _get(f"http://127.0.0.1:{port}/metrics")
+    status, text = get(f"http://127.0.0.1:{port}/metrics")
     assert status == 200
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
@@ -172,19 +157,19 @@ def test_every_panel_reads_the_provisioned_datasource() -> None:
 
 
 def test_healthz_is_a_json_document_503_until_a_step_and_again_once_stale() -> None:
-    port = _free_port()
+    port = free_port()
     capture_metrics.serve(port, "unit-health", stale_after_s=0.3)
-    status, body = _get(f"http://127.0.0.1:{port}/healthz")
+    status, body = get(f"http://127.0.0.1:{port}/healthz")
     assert (status, json.loads(body)) == (
         503,
         {"part": "unit-health", "healthy": False, "last_step_age_s": None, "stale_after_s": 0.3},
     )
     capture_metrics.record_step("unit-health")
-    status, body = _get(f"http://127.0.0.1:{port}/healthz")
+    status, body = get(f"http://127.0.0.1:{port}/healthz")
     assert status == 200
     assert json.loads(body)["healthy"] is True
     time.sleep(0.4)
-    status, body = _get(f"http://127.0.0.1:{port}/healthz")
+    status, body = get(f"http://127.0.0.1:{port}/healthz")
     assert status == 503
     assert json.loads(body)["last_step_age_s"] >= 0.3
 
