@@ -13,6 +13,7 @@ traceback.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -97,7 +98,10 @@ def exit_code(error: CivsyncError) -> int:
 
 
 def main() -> None:
-    """The ``civsync`` command: the app, with errors as one line and a documented code."""
+    """The ``civsync`` command: the app, with errors as one line and a documented code. A
+    crash in native code (librdkafka, libpq, RocksDB) prints every thread's Python stack
+    before the process dies (faulthandler), so a segmentation fault says where it was."""
+    faulthandler.enable()
     try:
         app()
     except CivsyncError as error:

@@ -1,6 +1,6 @@
 """Checks of a personal identification number (PIN) against its layout and the person.
 
-Layout ``PPP C YY RRRRRR`` (DESIGN.md, Identity): PPP the pre-2025 province code of the birth
+Layout ``PPP C YY RRRRRR`` (docs/design.md, Identity): PPP the pre-2025 province code of the birth
 registration (``0`` + the province's two-digit code, 001-096), or, for a birth registered
 abroad, the code of that country (Decree 137/2015/ND-CP, art. 13; the codes are listed
 by Circular 07/2016/TT-BCA and do not start with 0); C century and sex (0/1: 1900s

@@ -4,7 +4,7 @@
 store is a conflict held for a steward. ``lww``: the latest edit by hybrid logical clock wins,
 ties broken by node and event id, the same in every process. ``manual``: every change that
 differs from the current value is held for a steward.
-The default policy is the one in the product contract (DESIGN.md, Fields and authority).
+The default policy is the one in the product contract (docs/design.md, Fields and authority).
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ class MergeStep:
         return Publish.WAIT
 
     def _pin_usable(self, edit: PersonEdit, change: Change, effects: Effects) -> bool:
-        """Check the person's PIN, and the PIN a link moves it to (DESIGN.md, Identity): a
+        """Check the person's PIN, and the PIN a link moves it to (docs/design.md, Identity): a
         malformed one is a finding, any other is a warning and the edit flows. A provisional
         key (a birth awaiting its PIN) has no PIN to check."""
         fields = edit.fields

@@ -3,7 +3,7 @@
 The defaults are the person profile of this release (docs/stores.md): in the civil-status
 store ``public.person`` and the registrations (birth, marriage, death, correction); in the
 population store ``public.citizen``, the PIN history and the birth notifications; the
-authority policy of DESIGN.md. A file can remap tables and override any field's rule:
+authority policy of docs/design.md. A file can remap tables and override any field's rule:
 
     [merge.policy.religion]
     rule = "lww"

@@ -64,3 +64,21 @@ def test_debug_shows_the_traceback() -> None:
 def test_each_kind_of_error_has_its_documented_code(error: CivsyncError, code: int) -> None:
     assert exit_code(error) == code
     assert (EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_REFUSED) == (2, 3, 4)  # docs/operations.md
+
+
+def test_a_crash_in_native_code_prints_where_it_was() -> None:
+    """A segmentation fault (as in librdkafka or libpq) in a civsync process prints the
+    Python stack of every thread (faulthandler, on in ``main``) before the process dies."""
+    crash = (
+        "import ctypes, sys\n"
+        "from civsync.cli import main\n"
+        "sys.argv = ['civsync', 'version']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "ctypes.string_at(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", crash], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode < 0  # killed by the signal
+    assert "Fatal Python error: Segmentation fault" in done.stderr
+    assert "File" in done.stderr  # the stack
