@@ -31,6 +31,7 @@ from rich.text import Text
 from civsync import __version__
 from civsync import logging as civsync_logging
 from civsync.capture_cli import app as capture_app
+from civsync.capture_cli import slot_name
 from civsync.capture_cli import snapshot as capture_snapshot
 from civsync.config import CivsyncSettings, load_settings
 from civsync.demo import Demo
@@ -44,8 +45,10 @@ from civsync.remap import remap as run_remap
 from civsync.runner import EngineProcesses, roles
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from civsync.status import Status, engine_status
+from connectors.migrations import ensure_roles
 from connectors.migrations import migrate as run_migrations
-from connectors.postgres import connect
+from connectors.postgres import Connection, connect
+from connectors.settings import StoreSettings
 from engine.errors import CivsyncError, ConfigError, RetriableError
 
 app = typer.Typer(
@@ -291,20 +294,50 @@ def migrate(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create or update the stores' tables (schemas/sql/<store>/); applied files are recorded."""
+    """Create or update the stores' tables (schemas/sql/<store>/); applied files are recorded.
+    Then make each engine part's role ready, as `civsync roles` does."""
     settings = _settings(config)
-    known = settings.stores()
-    for store in stores or list(known):
-        if store not in known:
-            raise typer.BadParameter(f"unknown store {store!r}; expected one of {sorted(known)}")
+    for store, owner in _chosen(settings, stores).items():
         try:
-            with connect(known[store]) as conn:
+            with connect(owner) as conn:
                 applied = run_migrations(conn, store)
+                users = _ensure_roles(conn, settings, store)
         except CivsyncError as exc:
             console.print(f"[red]{store}:[/red] {exc}")
             raise typer.Exit(1) from exc
         done = ", ".join(applied) if applied else "already up to date"
-        console.print(f"{store}: {done}")
+        console.print(f"{store}: {done}; roles {', '.join(users)}")
+
+
+@app.command("roles")
+def roles_command(
+    stores: Annotated[
+        list[str] | None, typer.Argument(help="civil and/or population (default: both)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """As the stores' owner: each engine part's login role ([roles]), created or its password
+    set again, with exactly its grants (docs/security.md), and capture's publication.
+    Idempotent; run it after adding tables or changing a password."""
+    settings = _settings(config)
+    for store, owner in _chosen(settings, stores).items():
+        with connect(owner) as conn:
+            users = _ensure_roles(conn, settings, store)
+        console.print(f"{store}: roles {', '.join(users)} ready")
+
+
+def _chosen(settings: CivsyncSettings, stores: list[str] | None) -> dict[str, StoreSettings]:
+    """The stores named (default: both), as their owner reaches them."""
+    known = settings.stores()
+    for store in stores or []:
+        if store not in known:
+            raise typer.BadParameter(f"unknown store {store!r}; expected one of {sorted(known)}")
+    return {name: known[name] for name in stores or known}
+
+
+def _ensure_roles(conn: Connection, settings: CivsyncSettings, store: str) -> list[str]:
+    slot = slot_name(settings, store)
+    return ensure_roles(conn, store, settings.roles, settings.merge, [slot])
 
 
 @services_app.command("up")

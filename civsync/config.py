@@ -27,6 +27,7 @@ from connectors.settings import (
     KafkaSettings,
     PopulationStoreSettings,
     RegistrySettings,
+    RolesSettings,
     StoreSettings,
 )
 from engine.errors import ConfigError
@@ -50,6 +51,7 @@ class CivsyncSettings(BaseSettings):
     population: PopulationStoreSettings = PopulationStoreSettings()
     merge: MergeSettings = MergeSettings()
     capture: CaptureSettings = CaptureSettings()
+    roles: RolesSettings = RolesSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -74,8 +76,19 @@ class CivsyncSettings(BaseSettings):
         return self.capture.model_copy(update={"partition_by": routes})
 
     def stores(self) -> dict[str, StoreSettings]:
-        """The two stores by name, in a stable order."""
+        """The two stores by name, in a stable order, reached as ``[civil]`` and
+        ``[population]`` say: the owner, for the admin commands (``migrate``, ``roles``,
+        ``services``); an engine part started by ``civsync run`` uses ``part_store``."""
         return {"civil": self.civil, "population": self.population}
+
+    def part_store(self, part: str, store: str) -> StoreSettings:
+        """``store`` as ``part`` (``capture``, ``sink_<store>``, ``reconcile``) reaches it:
+        the store's endpoint and TLS settings, with the part's own user and password."""
+        return self.stores()[store].as_role(self.roles.of(part))
+
+    def as_part(self, part: str) -> CivsyncSettings:
+        """These settings with both stores reached as ``part`` (reconcile reads both)."""
+        return self.model_copy(update={name: self.part_store(part, name) for name in self.stores()})
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> CivsyncSettings:

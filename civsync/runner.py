@@ -10,6 +10,12 @@ serves /metrics and /healthz on its own port, consecutive in the order of ``role
 (``metrics_ports``), the same port across its restarts. Every part is started so that the
 kernel stops it if the process that started it dies, even by a crash, so an engine never
 outlives its supervisor as orphans.
+
+Each part connects to the stores with its own role (``[roles]``, docs/security.md): before
+the parts start, ``start`` makes the roles, their grants and each capture's publication ready
+as the stores' owner (``connectors.migrations.ensure_roles``, as ``civsync migrate`` does),
+then gives each capture and sink its role's user and password in its environment. The
+merger connects to no store.
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ from typing import IO
 
 import structlog
 
-from civsync.config import CivsyncSettings
+from civsync.capture_cli import slot_name
+from civsync.config import CivsyncSettings, load_settings
+from connectors.migrations import ensure_roles
+from connectors.postgres import connect
 
 log = structlog.get_logger(__name__)
 _PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
@@ -45,7 +54,9 @@ def engine_config(
     lines = []
     for name, store in settings.stores().items():
         lines += [f"[{name}]", f'host = "{store.host}"', f"port = {store.port}"]
-        lines += [f'dbname = "{databases[name]}"']
+        lines += [f'dbname = "{databases[name]}"', f'sslmode = "{store.sslmode}"']
+        if store.sslrootcert is not None:
+            lines += [f'sslrootcert = "{store.sslrootcert}"']
     lines += [
         "[kafka]",
         f'bootstrap_servers = "{settings.kafka.bootstrap_servers}"',
@@ -95,6 +106,18 @@ def command(role: str, config: Path | None) -> list[str]:
     ]
 
 
+def part_env(settings: CivsyncSettings, role: str) -> dict[str, str]:
+    """The environment that gives ``role`` its part's own login to the store it connects to
+    (``CIVSYNC_<STORE>__USER`` and ``__PASSWORD``); none for the merger."""
+    kind, _, store = role.partition("-")
+    part = {"capture": "capture", "sink": f"sink_{store}"}.get(kind)
+    if part is None:
+        return {}
+    login = settings.roles.of(part)
+    prefix = f"CIVSYNC_{store.upper()}__"
+    return {f"{prefix}USER": login.user, f"{prefix}PASSWORD": login.password.get_secret_value()}
+
+
 def _stop_with_parent() -> None:
     """In a new part, before it runs: SIGTERM when the process that started it dies."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -113,14 +136,33 @@ class EngineProcesses:
     _running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _started: dict[str, float] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    _env: dict[str, dict[str, str]] = field(default_factory=dict)  # by role: its login
 
     def start(self) -> None:
+        settings = load_settings(self.config)
+        self.prepare(settings)
+        self._env = {role: part_env(settings, role) for role in roles(self.mergers)}
         for role, port in self.metrics_ports().items():
             log.info(
                 "part serves metrics", part=role, url=f"http://{self.metrics_host}:{port}/metrics"
             )
         for role in roles(self.mergers):
             self._start(role)
+
+    def prepare(self, settings: CivsyncSettings) -> None:
+        """As each store's owner: the parts' roles, their grants, and the publication of the
+        slot this engine's capture reads (``--slot`` in ``extra``, or the settings')."""
+        for store, owner in settings.stores().items():
+            args = self.extra.get(f"capture-{store}", [])
+            slot = args[args.index("--slot") + 1] if "--slot" in args else None
+            with connect(owner) as conn:
+                ensure_roles(
+                    conn,
+                    store,
+                    settings.roles,
+                    settings.merge,
+                    [slot or slot_name(settings, store)],
+                )
 
     def metrics_ports(self) -> dict[str, int]:
         """Each part's /metrics and /healthz port (none without ``metrics_port_base``)."""
@@ -144,7 +186,7 @@ class EngineProcesses:
             [*command(role, self.config), *self._metrics_args(role), *self.extra.get(role, [])],
             stdout=output,
             stderr=None if output is None else subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self._env.get(role, {}), **self.env},
             preexec_fn=_stop_with_parent,  # noqa: PLW1509 - started from the main thread
         )
         self._started[role] = time.monotonic()

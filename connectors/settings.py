@@ -7,10 +7,11 @@ Defaults point at the local launcher's loopback ports (see ``civsync.services``)
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Self
 
 from psycopg.conninfo import make_conninfo
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
 
 
 class _Frozen(BaseModel):
@@ -63,14 +64,24 @@ class RegistrySettings(_Frozen):
 
 
 class StoreSettings(_Frozen):
-    """One PostgreSQL store (civil-status or population)."""
+    """One PostgreSQL store (civil-status or population). ``user`` is whom a command connects
+    as: the store's owner for ``civsync migrate`` and the other admin commands; the parts
+    ``civsync run`` starts connect with their own roles (``RolesSettings``,
+    ``CivsyncSettings.part_store``)."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=5432, ge=1, le=65535)
     dbname: str = Field(default="postgres", min_length=1)
     user: str = "civsync"
     password: SecretStr = SecretStr("civsync")
-    sslmode: str = "prefer"
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="prefer",
+        description="libpq's sslmode: prefer uses TLS when the server offers it (the local "
+        "stores do); verify-full with sslrootcert also checks the server's certificate",
+    )
+    sslrootcert: Path | None = Field(
+        default=None, description="the CA certificate verify-ca and verify-full check against"
+    )
     connect_timeout_s: int = Field(default=10, ge=1)
 
     def conninfo(self) -> str:
@@ -82,9 +93,75 @@ class StoreSettings(_Frozen):
             user=self.user,
             password=self.password.get_secret_value(),
             sslmode=self.sslmode,
+            sslrootcert=None if self.sslrootcert is None else str(self.sslrootcert),
             connect_timeout=self.connect_timeout_s,
             application_name="civsync",
         )
+
+    def as_role(self, role: RoleSettings) -> Self:
+        """This store reached with ``role``'s user and password."""
+        return self.model_copy(update={"user": role.user, "password": role.password})
+
+
+class RoleSettings(_Frozen):
+    """One engine part's own login role in the stores (SCRAM-SHA-256 password)."""
+
+    user: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    password: SecretStr = Field(min_length=1)
+
+
+# The engine's parts that connect to a store, and the stores each connects to.
+PART_STORES: dict[str, tuple[str, ...]] = {
+    "capture": ("civil", "population"),
+    "sink_civil": ("civil",),
+    "sink_population": ("population",),
+    "reconcile": ("civil", "population"),
+}
+
+
+def _development(part: str) -> dict[str, Any]:
+    """A part's local development login: ``civsync_<part>``, password ``civsync-<part>``."""
+    return {"user": f"civsync_{part}", "password": f"civsync-{part}"}
+
+
+class RolesSettings(_Frozen):
+    """Each engine part's login role, created by ``civsync migrate`` (docs/security.md). The
+    defaults are development passwords for the local stores: set real ones elsewhere
+    (``CIVSYNC_ROLES__CAPTURE__PASSWORD``)."""
+
+    capture: RoleSettings = RoleSettings(**_development("capture"))
+    sink_civil: RoleSettings = RoleSettings(**_development("sink_civil"))
+    sink_population: RoleSettings = RoleSettings(**_development("sink_population"))
+    reconcile: RoleSettings = RoleSettings(**_development("reconcile"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _development_defaults(cls, data: Any) -> Any:
+        """A part given only its password (or its user) keeps the other's default."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            part: {**_development(part), **value} if isinstance(value, dict) else value
+            for part, value in data.items()
+        }
+
+    @model_validator(mode="after")
+    def _one_user_per_part(self) -> Self:
+        users = [self.of(part).user for part in PART_STORES]
+        if len(set(users)) != len(users):
+            raise ValueError(f"each part needs a user of its own, not {users}")
+        return self
+
+    def of(self, part: str) -> RoleSettings:
+        """The role of ``part`` (a key of ``PART_STORES``)."""
+        if part not in PART_STORES:
+            raise ValueError(f"no part {part!r}; the parts are {sorted(PART_STORES)}")
+        role: RoleSettings = getattr(self, part)
+        return role
+
+    def in_store(self, store: str) -> dict[str, RoleSettings]:
+        """The parts that connect to ``store``, with their roles."""
+        return {part: self.of(part) for part, stores in PART_STORES.items() if store in stores}
 
 
 class CivilStoreSettings(StoreSettings):

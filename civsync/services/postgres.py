@@ -3,6 +3,13 @@ reads pgoutput, built into the server).
 
 The cluster's superuser is the store user from the settings (a local development cluster
 only). Run as root, the server runs as the ``postgres`` system user, as PostgreSQL requires.
+
+Every start secures the cluster, idempotently, old clusters included: TLS on (``ssl = on``,
+with a self-signed certificate for the store's host, made once; clients that verify it use
+``<root>/ca.crt`` as ``sslrootcert``), and a ``pg_hba.conf`` where every password is checked
+by SCRAM-SHA-256, every role but the owner must use TLS, and only the owner may connect for
+physical replication (a copy of the whole cluster). ``secure`` then ``reload`` does the same
+for a cluster already running.
 """
 
 from __future__ import annotations
@@ -12,10 +19,16 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal
 
 import psycopg
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from psycopg import sql
 
 from civsync.services.process import LauncherError, require_free_port, run_checked
@@ -31,6 +44,19 @@ _SERVER_SETTINGS = {
     "unix_socket_directories": "''",
     "log_line_prefix": "'%m [%p] %d '",
 }
+_TLS_SETTING = "ssl = on  # civsync local launcher: server.crt and server.key in the data dir\n"
+_CERTIFICATE_DAYS = 3650
+_HBA = """# Written by civsync's local launcher at each start: edits here are overwritten.
+# SCRAM-SHA-256 passwords; every role but the owner over TLS; physical replication (a copy
+# of the whole cluster) for the owner only. Capture streams its logical slot over a
+# database connection, which the first lines cover (docs/security.md).
+hostssl  all          all    127.0.0.1/32  scram-sha-256
+hostssl  all          all    ::1/128       scram-sha-256
+host     all          {user}  127.0.0.1/32  scram-sha-256
+host     all          {user}  ::1/128       scram-sha-256
+host     replication  {user}  127.0.0.1/32  scram-sha-256
+host     replication  {user}  ::1/128       scram-sha-256
+"""
 
 
 @dataclass(frozen=True)
@@ -49,6 +75,11 @@ class PostgresService:
     def log_file(self) -> Path:
         return self.root / "postgresql.log"
 
+    @property
+    def ca_file(self) -> Path:
+        """The server's self-signed certificate, for clients' ``sslrootcert``."""
+        return self.root / "ca.crt"
+
     def running(self) -> bool:
         if not (self.data_dir / "PG_VERSION").is_file():
             return False
@@ -59,6 +90,7 @@ class PostgresService:
         require_free_port(f"PostgreSQL ({self.name})", self.store.host, self.store.port)
         if not (self.data_dir / "PG_VERSION").is_file():
             self._initdb()
+        self.secure()
         run_checked(
             _as_owner(
                 [
@@ -89,6 +121,33 @@ class PostgresService:
             what=f"stopping PostgreSQL for the {self.name} store",
         )
         return True
+
+    def secure(self) -> None:
+        """TLS on with the store's certificate (made once), and civsync's ``pg_hba.conf``;
+        a running server takes them at its next ``reload``."""
+        key, cert = self.data_dir / "server.key", self.data_dir / "server.crt"
+        if not (key.is_file() and cert.is_file()):
+            key_pem, cert_pem = _self_signed(self.store.host, self.name)
+            # PostgreSQL refuses a key others can read; it never is, not even for a moment
+            with os.fdopen(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+                out.write(key_pem)
+            cert.write_bytes(cert_pem)
+        shutil.copyfile(cert, self.ca_file)
+        conf = self.data_dir / "postgresql.conf"
+        if _TLS_SETTING not in conf.read_text():
+            with conf.open("a") as text:
+                text.write(_TLS_SETTING)
+        user = '"' + self.store.user.replace('"', '""') + '"'
+        (self.data_dir / "pg_hba.conf").write_text(_HBA.format(user=user))
+        for written in (key, cert, self.ca_file):
+            _give_to_owner(written)
+
+    def reload(self) -> None:
+        """Make the running server read its configuration files again."""
+        run_checked(
+            _as_owner([str(_bindir() / "pg_ctl"), "reload", "-D", str(self.data_dir)]),
+            what=f"reloading PostgreSQL for the {self.name} store",
+        )
 
     def healthy(self) -> bool:
         try:
@@ -142,6 +201,51 @@ class PostgresService:
                 conn.execute(
                     sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.store.dbname))
                 )
+
+
+def _self_signed(host: str, name: str) -> tuple[bytes, bytes]:
+    """A new key and a self-signed certificate (PEM) for a local store served on ``host``:
+    its own CA, so that ``sslmode=verify-full`` can check it against itself."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"civsync {name} store")])
+    try:
+        address: x509.GeneralName = x509.IPAddress(ip_address(host))
+    except ValueError:
+        address = x509.DNSName(host)
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=_CERTIFICATE_DAYS))
+        .add_extension(x509.SubjectAlternativeName([address, x509.DNSName("localhost")]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
 
 
 def cluster_root(run_dir: Path, name: str) -> Path:

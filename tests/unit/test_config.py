@@ -1,4 +1,5 @@
-"""Settings: file, environment precedence, partial overrides, errors naming the field."""
+"""Settings: file, environment precedence, partial overrides, errors naming the field; each
+engine part's own database role and the TLS settings."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from civsync.config import load_settings
+from civsync.runner import engine_config, part_env
+from connectors.settings import PART_STORES
 from engine.errors import ConfigError
 
 
@@ -74,3 +77,77 @@ def test_secrets_stay_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert "s3cret-value" not in repr(settings)
     assert "password=s3cret-value" in settings.civil.conninfo()
+
+
+def test_each_part_has_a_role_of_its_own_and_keeps_the_stores_endpoint() -> None:
+    settings = load_settings()
+    users = {part: settings.roles.of(part).user for part in PART_STORES}
+    assert len(set(users.values())) == len(users)
+    assert settings.civil.user not in users.values()
+
+    capture = settings.part_store("capture", "population")
+    assert (capture.user, capture.password.get_secret_value()) == (
+        "civsync_capture",
+        "civsync-capture",
+    )
+    assert (capture.host, capture.port, capture.dbname, capture.sslmode) == (
+        "127.0.0.1",
+        5434,
+        "population",
+        "prefer",
+    )
+    reconcile = settings.as_part("reconcile")
+    assert {reconcile.civil.user, reconcile.population.user} == {"civsync_reconcile"}
+    assert set(settings.roles.in_store("civil")) == {"capture", "sink_civil", "reconcile"}
+    with pytest.raises(ValueError, match="no part 'merger'"):
+        settings.roles.of("merger")
+
+
+def test_a_roles_password_comes_from_the_environment_and_stays_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CIVSYNC_ROLES__SINK_CIVIL__PASSWORD", "sink-s3cret")
+    settings = load_settings()
+    assert settings.part_store("sink_civil", "civil").password.get_secret_value() == "sink-s3cret"
+    assert settings.roles.sink_civil.user == "civsync_sink_civil"  # the rest is kept
+    assert "sink-s3cret" not in repr(settings)
+
+
+def test_two_parts_cannot_share_a_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIVSYNC_ROLES__RECONCILE__USER", "civsync_capture")
+    with pytest.raises(ConfigError, match="each part needs a user of its own"):
+        load_settings()
+
+
+def test_the_runner_gives_captures_and_sinks_their_own_login(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert part_env(settings, "merger") == {}
+    env = part_env(settings, "sink-population")
+    assert env == {
+        "CIVSYNC_POPULATION__USER": "civsync_sink_population",
+        "CIVSYNC_POPULATION__PASSWORD": "civsync-sink_population",
+    }
+    for key, value in part_env(settings, "capture-civil").items():
+        monkeypatch.setenv(key, value)
+    seen_by_the_part = load_settings()
+    assert seen_by_the_part.civil.user == "civsync_capture"
+    assert seen_by_the_part.population.user == "civsync"  # the store it does not reach
+
+
+def test_tls_settings_reach_libpq_and_engine_configs(tmp_path: Path) -> None:
+    settings = load_settings(
+        _write(tmp_path, '[civil]\nsslmode = "verify-full"\nsslrootcert = "/etc/ca.crt"\n')
+    )
+    assert "sslmode=verify-full" in settings.civil.conninfo()
+    assert "sslrootcert=/etc/ca.crt" in settings.civil.conninfo()
+    assert "sslrootcert" not in settings.population.conninfo()
+    config = engine_config(
+        tmp_path / "engine.toml", settings, {"civil": "a", "population": "b"}, "p"
+    )
+    engine = load_settings(config)
+    assert (engine.civil.dbname, engine.civil.sslmode) == ("a", "verify-full")
+    assert engine.civil.sslrootcert == Path("/etc/ca.crt")
+    with pytest.raises(ConfigError, match=r"civil\.sslmode"):
+        load_settings(_write(tmp_path, '[civil]\nsslmode = "on"\n'))
