@@ -27,7 +27,7 @@ from psycopg import sql
 
 from connectors.capture.slot import ReplicationSlot
 from connectors.capture.snapshot import JOBS_DDL
-from connectors.capture.stream import _STATE_DDL as CAPTURE_STATE_DDL
+from connectors.capture.stream import STATE_DDL as CAPTURE_STATE_DDL
 from connectors.capture.stream import captured_tables
 from connectors.merge.settings import MergeSettings
 from connectors.merge.sink import sink_tables
@@ -133,10 +133,6 @@ class PartGrants:
     bookkeeping: tuple[str, ...] = ()  # SELECT, INSERT, UPDATE, DELETE: its own _civsync tables
     functions: tuple[str, ...] = ()  # EXECUTE (the replication origin functions)
     replication: bool = False  # the REPLICATION attribute: logical replication slots
-    # CREATE on the database and on _civsync: capture and the sinks run ``CREATE SCHEMA IF
-    # NOT EXISTS _civsync`` and ``CREATE TABLE IF NOT EXISTS`` at start, which PostgreSQL
-    # refuses without them even when everything exists (docs/security.md, "Not built").
-    ddl_at_start: bool = False
 
 
 _REPLICATION_FUNCTIONS = (
@@ -154,14 +150,12 @@ def part_grants(conn: Connection, store: str, merge: MergeSettings) -> dict[str,
             bookkeeping=("_civsync.capture_state", "_civsync.snapshot_jobs"),
             functions=(_REPLICATION_FUNCTIONS[0],),
             replication=True,
-            ddl_at_start=True,
         ),
         # writes the mapped tables it applies, bound to a civsync replication origin
         f"sink_{store}": PartGrants(
             write=tuple(sink_tables(merge, store)),
             bookkeeping=("_civsync.applied", "_civsync.waiting"),
             functions=(_REPLICATION_FUNCTIONS[1],),
-            ddl_at_start=True,
         ),
         "reconcile": PartGrants(
             read=tuple(m.table for m in merge.person_tables() if m.store == store)
@@ -250,9 +244,6 @@ def _grant(conn: Connection, user: str, grants: PartGrants) -> None:
         run("GRANT USAGE ON SEQUENCE {} TO {to}", _names(sequences))
     if grants.functions:
         run("GRANT EXECUTE ON FUNCTION {} TO {to}", _functions(grants.functions))
-    if grants.ddl_at_start:
-        run("GRANT CREATE ON DATABASE {} TO {to}", db)
-        run("GRANT CREATE ON SCHEMA _civsync TO {to}")
 
 
 def _schemas(conn: Connection) -> list[str]:

@@ -63,3 +63,14 @@ def check_capture_ready(conn: Connection) -> None:
             f"wal_level is {found!r}; civsync captures through logical decoding and needs "
             "wal_level=logical (set it in postgresql.conf and restart the server)"
         )
+
+
+def ensure_tables(conn: Connection, ddl: str, tables: tuple[str, ...]) -> None:
+    """Run ``ddl`` (``CREATE ... IF NOT EXISTS`` of civsync's own tables) unless every one of
+    ``tables`` exists: PostgreSQL checks the CREATE privilege even for a schema or table that
+    exists, and a part's role has none once ``civsync roles`` has made its tables."""
+    found = conn.execute(
+        "SELECT count(to_regclass(name)) FROM unnest(%s::text[]) AS name", (list(tables),)
+    ).fetchone()
+    if found is None or found[0] != len(tables):
+        conn.execute(ddl)

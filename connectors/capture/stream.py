@@ -29,14 +29,14 @@ from connectors.capture.publisher import ChangePublisher
 from connectors.capture.replication import Keepalive, ReplicationStream, StoreCatalog, XLogData
 from connectors.capture.slot import APPLY_ORIGINS, ReplicationSlot, ensure_apply_origins
 from connectors.capture.snapshot import IncrementalSnapshot
-from connectors.postgres import Connection, classify, connect
+from connectors.postgres import Connection, classify, connect, ensure_tables
 from connectors.resilience import run_until_stopped
 from connectors.settings import StoreSettings
 from engine.events import ChangeEvent, format_lsn
 
 log = structlog.get_logger(__name__)
 
-_STATE_DDL = """
+STATE_DDL = """
 CREATE SCHEMA IF NOT EXISTS _civsync;
 CREATE TABLE IF NOT EXISTS _civsync.capture_state (
     slot_name   text PRIMARY KEY,
@@ -68,8 +68,8 @@ def prepare(conn: Connection, slot: ReplicationSlot) -> None:
     recorded and is gone now is a SlotLostError, never a re-creation.
     """
     try:
-        conn.execute(_STATE_DDL)
-        conn.execute(snapshot.JOBS_DDL)
+        ensure_tables(conn, STATE_DDL, ("_civsync.capture_state",))
+        ensure_tables(conn, snapshot.JOBS_DDL, ("_civsync.snapshot_jobs",))
         ensure_apply_origins(conn)
         known = conn.execute(
             "SELECT 1 FROM _civsync.capture_state WHERE slot_name = %s", (slot.name,)

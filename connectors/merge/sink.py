@@ -36,7 +36,14 @@ from connectors.merge import metrics
 from connectors.merge.records import MergeTopics
 from connectors.merge.settings import MergeSettings
 from connectors.merge.target import APPLIED_DDL, Target
-from connectors.postgres import Connection, StoreError, StoreUnavailableError, classify, connect
+from connectors.postgres import (
+    Connection,
+    StoreError,
+    StoreUnavailableError,
+    classify,
+    connect,
+    ensure_tables,
+)
 from connectors.quarantine import QUARANTINE, Position, as_json, quarantine_record, retried
 from connectors.registry import SchemaRegistry
 from connectors.resilience import run_until_stopped
@@ -137,7 +144,7 @@ class StoreSink:
     def _open(self) -> tuple[Connection, list[Target]]:
         conn = connect(self._store_settings, autocommit=True)
         try:
-            conn.execute(APPLIED_DDL)
+            ensure_tables(conn, APPLIED_DDL, ("_civsync.applied", "_civsync.waiting"))
             conn.execute(
                 "SELECT set_config('lock_timeout', %s, false)",
                 (f"{self._merge.lock_timeout_ms}ms",),
