@@ -281,10 +281,7 @@ def remap(config: ConfigOption = None) -> None:
             _settings(config), progress=lambda r: status.update(f"{r.read:,} rows read")
         )
     changed = ", ".join(f"{q}: {n:,}" for q, n in report.changed.most_common()) or "none"
-    console.print(
-        f"{report.read:,} rows read; places changed, by new quality: {changed};"
-        f" unknown codes quarantined: {report.unknown:,}"
-    )
+    console.print(f"{report.read:,} rows read; places changed, by new quality: {changed}")
 
 
 @app.command()

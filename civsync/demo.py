@@ -2,16 +2,19 @@
 
 The demo owns its databases (``civsync_demo_civil`` and ``civsync_demo_population`` on the
 two store servers), its replication slots and its topics (prefix ``civsync-demo-<run>``).
-It recreates all of them on every run and touches nothing else.
+It recreates all of them on every run and touches nothing else. Its summary counts the
+conflicts by cause (``_cause``), so that a reader sees none come of values that are equal
+(tone marks, look-alike letters, a place in the other code list, a less precise date).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from civsync.config import CivsyncSettings
-from civsync.generator import GeneratedPerson, Generator
+from civsync.generator import GeneratedPerson, Generator, PinReissue
 from civsync.runner import EngineProcesses, engine_config
 from civsync.services import LocalServices
 from connectors.capture.slot import ReplicationSlot
@@ -36,7 +39,10 @@ from connectors.postgres import Connection, connect
 from connectors.quarantine import QUARANTINE_TOPIC
 from connectors.registry import SchemaRegistry
 from connectors.settings import StoreSettings
+from engine import dates
 from engine.errors import CivsyncError
+from engine.normal import equivalent
+from engine.places import PLACE_FIELDS
 
 DATABASES = {"civil": "civsync_demo_civil", "population": "civsync_demo_population"}
 TABLES = {"civil": "person", "population": "citizen"}
@@ -83,8 +89,9 @@ class Demo:
             newborns = self._step("registrations", lambda: self._register(stores, people))
             self._step("edits synced", lambda: self._settle(stores, engine, prefix))
             self._step("PINs issued", lambda: self._issue_pins(stores))
+            self._step("PINs re-issued", lambda: self._reissue_pins(stores, people))
             self._step("PINs synced", lambda: self._settle(stores, engine, prefix))
-            self._summary(stores, prefix, newborns)
+            self._summary(stores, prefix, newborns, people)
         finally:
             engine.stop()
 
@@ -136,13 +143,18 @@ class Demo:
                 if (act := p.marriage_act) is not None
             ]
             _copy_rows(conn, "marriage_registration", marriages)
+            deaths = [
+                {**act, "person_id": ids[p.pin]} for p in people if (act := p.death_act) is not None
+            ]
+            _copy_rows(conn, "death_registration", deaths)
             conn.commit()
         legacy = sum(p.legacy for p in people)
         mismatched = Counter(p.mismatch for p in people if p.mismatch)
         self.console.print(
             f"  seeded {len(people):,} people in both stores: {legacy} legacy records with gaps,"
-            f" {sum(mismatched.values())} deliberate mismatches ({_counts(mismatched)});"
-            f" {len(births):,} birth and {len(marriages):,} marriage acts"
+            f" {sum(mismatched.values())} deliberate mismatches ({_counts(mismatched)}),"
+            f" {_counts(_equal_values(people)) or 'no'} equal values recorded otherwise;"
+            f" {len(births):,} birth, {len(marriages):,} marriage and {len(deaths):,} death acts"
         )
         return people
 
@@ -204,10 +216,12 @@ class Demo:
         self, stores: dict[str, StoreSettings], people: list[GeneratedPerson]
     ) -> list[int]:
         """Registrations in civil-status: births without a PIN (the population store issues
-        one later), deaths and corrections of names; the ids of the newborns."""
+        one later), deaths, corrections of names, and the corrections of sex or birth year
+        that lead to a re-issued PIN; the ids of the newborns."""
         rng, n = random.Random(9), self.registrations  # noqa: S311 - demo data
         newborns = list(Generator(seed=10, legacy=0.0, mismatch=0.0).people(n))
-        dying = rng.sample([p for p in people if not p.legacy], 2 * n)
+        alive = [p for p in people if p.population["date_of_death"] is None]
+        dying = rng.sample([p for p in alive if not (p.legacy or p.reissue)], 2 * n)
         ids = []
         with connect(stores["civil"]) as civil:
             for child in newborns:
@@ -222,19 +236,23 @@ class Demo:
                     "person_id": _id_of(civil, person.pin), "date_of_death": "2025-09",
                 })  # fmt: skip
             for person in dying[n:]:
-                birth = civil.execute(
-                    "SELECT id, full_name FROM birth_registration WHERE pin = %s", (person.pin,)
-                ).fetchone()
-                assert birth is not None  # noqa: S101 - seeded for everyone not legacy
+                name = person.civil["full_name"]
                 _insert(civil, "correction", {
                     **_act_of(person, f"C{person.pin}", "2025-10-02"), "pin": person.pin,
                     "person_id": _id_of(civil, person.pin), "corrects": "birth_registration",
-                    "corrected_id": birth[0], "field": "full_name", "old_value": birth[1],
-                    "new_value": f"{birth[1]} Thị", "reason": "keying error",
+                    "corrected_id": _birth_act_of(civil, person.pin), "field": "full_name",
+                    "old_value": name, "new_value": f"{name} Thị", "reason": "keying error",
+                })  # fmt: skip
+            reissued = _reissues(people)
+            for reissue in reissued:
+                _insert(civil, "correction", {
+                    **reissue.correction, "person_id": _id_of(civil, reissue.old_pin),
+                    "corrected_id": _birth_act_of(civil, reissue.old_pin),
                 })  # fmt: skip
             civil.commit()
         self.console.print(
-            f"  {n} births without a PIN, {n} deaths and {n} name corrections registered"
+            f"  {n} births without a PIN, {n} deaths and {n} name corrections registered;"
+            f" {len(reissued)} corrections of sex or birth year, whose PINs are re-issued later"
         )
         return ids
 
@@ -244,9 +262,41 @@ class Demo:
             population.commit()
         self.console.print(f"  the population store issued {row[0] if row else 0} PINs")
 
+    def _reissue_pins(
+        self, stores: dict[str, StoreSettings], people: list[GeneratedPerson]
+    ) -> None:
+        """The population store re-issues the PINs of the people whose sex or birth year
+        civil-status corrected: the new PIN in ``citizen`` and the old one in ``pin_history``,
+        in one transaction each, as the profile does."""
+        reissued = _reissues(people)
+        with connect(stores["population"]) as population:
+            for reissue in reissued:
+                with population.transaction():
+                    population.execute(
+                        sql.SQL("UPDATE citizen SET pin = %s, {} = %s WHERE pin = %s").format(
+                            sql.Identifier(reissue.field)
+                        ),
+                        (reissue.new_pin, reissue.value, reissue.old_pin),
+                    )
+                    population.execute(
+                        "INSERT INTO pin_history (old_pin, new_pin, changed_on, reason)"
+                        " VALUES (%s, %s, %s, %s)",
+                        (reissue.old_pin, reissue.new_pin, reissue.changed_on, reissue.reason),
+                    )
+        self.console.print(f"  the population store re-issued {len(reissued)} PINs")
+
     # --- the summary ---
 
-    def _summary(self, stores: dict[str, StoreSettings], prefix: str, newborns: list[int]) -> None:
+    def _summary(
+        self,
+        stores: dict[str, StoreSettings],
+        prefix: str,
+        newborns: list[int],
+        people: list[GeneratedPerson],
+    ) -> None:
+        # First, as the engine settled: WAL that other databases of the servers write while
+        # the summary reads the topics counts as lag until capture next confirms.
+        lags = {name: _slot_lag(store, name) for name, store in stores.items()}
         rows = {name: _shared_rows(store, TABLES[name]) for name, store in stores.items()}
         civil, population = rows["civil"], rows["population"]
         disagreeing = Counter(
@@ -265,13 +315,12 @@ class Demo:
         with SchemaRegistry(self.settings.registry) as registry:
             conflicts = history(self.settings.kafka, registry, MergeTopics(prefix))
             quarantine = _quarantined_since(self.settings, registry, self.started)
-        kinds = Counter(
-            (c.latest["field"], c.latest["rule"], c.latest["decision"]) for c in conflicts.values()
+        table.add_row("equal values seeded in two forms", _counts(_equal_values(people)) or "none")
+        causes = Counter(
+            (_cause(c.records[0]), c.latest["field"], c.latest["decision"])
+            for c in conflicts.values()
         )
-        table.add_row(
-            "conflicts by field / rule / decision",
-            "\n".join(f"{f} / {r} / {d}: {n}" for (f, r, d), n in sorted(kinds.items())) or "none",
-        )
+        table.add_row("conflicts by cause, field and decision", _by_cause(causes))
         table.add_row("quarantined, by reason", _counts(quarantine) or "none")
         with connect(stores["civil"], autocommit=True) as conn:
             written_back = conn.execute(
@@ -281,10 +330,16 @@ class Demo:
             "births without a PIN: PIN issued and written back",
             f"{written_back[0] if written_back else 0} of {len(newborns)}",
         )
+        reissued = _reissues(people)
+        moved = sum(
+            r.new_pin in civil and r.new_pin in population
+            and r.old_pin not in civil and r.old_pin not in population
+            for r in reissued
+        )  # fmt: skip
+        table.add_row("PINs re-issued: one person under the new PIN", f"{moved} of {len(reissued)}")
         table.add_row(
             "places remapped to 2025 units, by quality", _counts(_place_qualities(stores["civil"]))
         )
-        lags = {name: _slot_lag(store, name) for name, store in stores.items()}
         table.add_row("capture lag (bytes of WAL)", _counts(Counter(lags)))
         table.add_row("timings", ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
         self.console.print(table)
@@ -292,6 +347,52 @@ class Demo:
             "Held conflicts wait for a steward: "
             f"civsync conflicts list --config {self.run_dir / 'demo' / 'civsync.toml'}"
         )
+
+
+# Causes of a conflict between values that are equal: none may be raised.
+_EQUAL = {
+    "normal form": "tone marks, look-alike letters or spaces",
+    "precision": "dates of different precision",
+    "code list": "one place in two code lists",
+}
+
+
+def _cause(raised: Mapping[str, Any]) -> str:
+    """Why a conflict was raised, from its first record: its two values are equal in the
+    normal form, compatible dates or one place in two code lists (``_EQUAL``: none should
+    be), a place for a steward to check (a review, by the place's quality), or they disagree."""
+    field, standing = raised["field"], raised["standing"]["value"]
+    if raised["decision"] == "review":
+        return f"place for a steward ({json.loads(standing).get('quality')})"
+    contested = raised["contested"]["value"]
+    if not equivalent(field, standing, contested):
+        compatible = field in dates.DATE_FIELDS and dates.compatible(standing, contested)
+        return _EQUAL["precision"] if compatible else "real disagreement"
+    return _EQUAL["code list"] if field in PLACE_FIELDS else _EQUAL["normal form"]
+
+
+def _by_cause(causes: Counter[tuple[str, str, str]]) -> str:
+    """Each cause of ``_EQUAL`` with its count (zero too), then the others by field and
+    decision."""
+    lines = [f"{c}: {sum(n for (k, _, _), n in causes.items() if k == c)}" for c in _EQUAL.values()]
+    lines += [
+        f"{cause} / {field} / {decision}: {n:,}"
+        for (cause, field, decision), n in sorted(causes.items())
+        if cause not in _EQUAL.values()
+    ]
+    return "\n".join(lines)
+
+
+def _reissues(people: list[GeneratedPerson]) -> list[PinReissue]:
+    return [p.reissue for p in people if p.reissue]
+
+
+def _equal_values(people: list[GeneratedPerson]) -> Counter[str]:
+    """How many seeded people have a value the two stores record differently but equally: the
+    generator's variants, and legacy birth dates less precise than the population store's."""
+    kinds = Counter(p.variant for p in people if p.variant)
+    kinds["less precise birth date"] = sum(p.legacy for p in people)
+    return +kinds  # only those there are
 
 
 def _act_of(person: GeneratedPerson, number: str, registered_on: str) -> dict[str, Any]:
@@ -327,6 +428,12 @@ def _id_of(conn: Connection, pin: str) -> int:
     return int(str(found[0]))
 
 
+def _birth_act_of(conn: Connection, pin: str) -> int:
+    found = conn.execute("SELECT id FROM birth_registration WHERE pin = %s", (pin,)).fetchone()
+    assert found is not None  # noqa: S101 - seeded for everyone not legacy
+    return int(str(found[0]))
+
+
 def _copy(conn: Connection, table: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
@@ -337,6 +444,8 @@ def _copy(conn: Connection, table: str, columns: list[str], rows: Iterable[Itera
 
 
 def _copy_rows(conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
     columns = list(rows[0])
     _copy(conn, table, columns, ([row[c] for c in columns] for row in rows))
 

@@ -5,16 +5,22 @@ is later. Names are Vietnamese, family name first, NFC: family names with their 
 shares (Nguyễn about 38 %), a middle name fitting the sex (never "Thị" for a man), given
 names from Faker's vi_VN lists; a child has the father's family name. Birth years follow the
 population pyramid (rough shares by five-year band), not a uniform draw. PINs follow the
-layout of DESIGN.md and are unique. Places are real units drawn by code from the published
-lists: birthplaces from the pre-2025 list, or the 2025 list for births registered after the
-reform of 1 July 2025; residences from either list. People live in households of one to
-six, headed by an adult. About ``legacy`` of the records were digitised from paper books
-with gaps: the civil-status copy has only the birth year, or the year and month, and an
-unknown sex, and its birth act has no PIN. A share ``mismatch`` of people differ between the
-two stores on one shared field, as when an official keys a document twice. Everyone has a
-birth act; in a household, the first two people, when adults of opposite sex, are a married
-couple with a marriage act, married at the legal age or later (20 for men, 18 for women).
-Some people have died, mostly the old, with a death act.
+layout of docs/design.md and are unique. Places are real units drawn by code from the
+published lists, every commune equally likely (the place data has no populations):
+birthplaces from the pre-2025 list, or the 2025 list for births registered after the reform
+of 1 July 2025; residences from either list. People live in households of one to six, headed
+by an adult. About ``legacy`` of the records were digitised from paper books with gaps: the
+civil-status copy has only the birth year, or the year and month, and an unknown sex, and
+its birth act has no PIN. A share ``mismatch`` of people differ between the two stores on
+one shared field, as when an official keys a document twice; of the others, about
+``variants`` of those whose values allow it have a population copy that records an equal
+value another way (tone marks placed the old way, ten times as often; a look-alike letter;
+the 2025 code of the same place). Everyone has a birth act; in a household, the first two
+people, when adults of opposite sex, are a married couple with a marriage act, married at
+the legal age or later (20 for men, 18 for women). Some people have died, mostly the old,
+with a death act. A share ``reissued`` of the living, unmarried people recorded alike in
+full get a second PIN after a correction of their sex or birth year (``PinReissue``), for
+the demo to apply.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -79,8 +86,47 @@ _ETHNICITIES = {"Kinh": 85, "Tày": 2, "Thái": 2, "Mường": 2, "Khmer": 1, "H
 _RELIGIONS = {"Không": 86, "Công giáo": 6, "Phật giáo": 5, "Tin Lành": 1, "Cao Đài": 1}
 _MISMATCHED_FIELDS = ("full_name", "birth_date", "permanent_residence", "ethnicity")
 _OLD_RESIDENCE_SHARE = 0.5  # residences still recorded under pre-2025 units
+# Ways the population copy records a value equal to civil-status's (engine.normal): a name
+# with the tone marks placed the old way, a name with a look-alike Ð (U+00D0) for Đ, a
+# residence recorded under the 2025 list. No conflict may come of them. Each is taken, where
+# the value allows it, by this many times the share ``variants``: few names have a syllable
+# whose tone old keyboards place otherwise, and such a store writes most of them that way.
+_VARIANTS = {"tone marks": 10, "look-alike letter": 1, "code list": 1}
+# PINs re-issued after civil-status corrected the sex or the birth year. No published figures
+# give the mix; most re-issues are taken to follow a birth-year correction.
+_REISSUE_REASONS = {"birth_year_correction": 3, "sex_redetermination": 1}
+_REISSUED_WITHIN = 730  # days before TODAY a PIN was re-issued at most
+_OLD_STYLE_TONE = re.compile(  # NFD: a tone on o before a or e, or on u before y, ending a word
+    r"(?<=[oO])([\u0300\u0301\u0303\u0309\u0323])([aeAE])(?![^\W\d_])"
+    r"|(?<=[uU])([\u0300\u0301\u0303\u0309\u0323])([yY])(?![^\W\d_])"
+)
 _SPOUSE_SHARE = 0.8  # households whose second member is the head's adult spouse
 _CHILD_SHARE = 0.5  # other members who are the couple's children (the rest: other kin)
+
+
+@dataclass(frozen=True)
+class PinReissue:
+    """A PIN the population store re-issues after civil-status registered a correction of
+    the sex or the birth year. The demo applies it in that order: ``correction`` (a
+    ``correction`` row without person_id and corrected_id, which is the birth act), then, in
+    the population store, ``citizen.pin`` becomes ``new_pin`` and ``pin_history`` records
+    ``old_pin``, ``new_pin``, ``changed_on`` and ``reason`` (its codes)."""
+
+    old_pin: str
+    new_pin: str
+    changed_on: str
+    reason: str
+    correction: dict[str, Any]
+
+    @property
+    def field(self) -> str:
+        """The shared field the correction changes: ``sex`` or ``birth_date``."""
+        return str(self.correction["field"])
+
+    @property
+    def value(self) -> str:
+        """Its new value."""
+        return str(self.correction["new_value"])
 
 
 @dataclass
@@ -96,6 +142,8 @@ class GeneratedPerson:
     mismatch: str | None = None  # the shared field on which the two copies differ
     marriage_act: dict[str, Any] | None = None  # with spouse_a_pin (this person), spouse_b_pin
     death_act: dict[str, Any] | None = None  # a death_registration row, without person_id
+    variant: str | None = None  # how the population copy records an equal value otherwise
+    reissue: PinReissue | None = None  # rows and acts hold the state before it
 
 
 def place_value(place: Place) -> str:
@@ -105,7 +153,7 @@ def place_value(place: Place) -> str:
         {
             "text": place.text,
             "code": place.ward_code or place.district_code,
-            "code_list": str(place.code_list),
+            "code_list": None if place.code_list is None else str(place.code_list),
             "current": None
             if current is None
             else {
@@ -118,6 +166,14 @@ def place_value(place: Place) -> str:
         ensure_ascii=False,
         sort_keys=True,
     )
+
+
+def old_style_tones(text: str) -> str:
+    """``Hòa``, ``Thúy``, ``khỏe`` written with the tone mark on the last vowel, as older books
+    and many keyboards do: ``Hoà``, ``Thuý``, ``khoẻ`` (the same name in the normal form)."""
+    decomposed = unicodedata.normalize("NFD", text)
+    moved = _OLD_STYLE_TONE.sub(lambda m: m[2] + m[1] if m[1] else m[4] + m[3], decomposed)
+    return unicodedata.normalize("NFC", moved)
 
 
 def without_diacritics(text: str) -> str:
@@ -138,11 +194,14 @@ class Generator:
         mismatch: float = 0.05,
         legacy: float = 0.04,
         places: PlaceMap | None = None,
+        variants: float = 0.05,
+        reissued: float = 0.01,
     ) -> None:
         self._rng = random.Random(seed)  # noqa: S311 - test data, not secrets
         self._faker = Faker("vi_VN")
         self._faker.seed_instance(seed)
         self._mismatch, self._legacy = mismatch, legacy
+        self._variants, self._reissued = variants, reissued
         self._places = places or place_map()
         self._old_codes = sorted(self._places.pre_2025)
         self._new_codes = sorted(self._places.current)
@@ -167,6 +226,8 @@ class Generator:
                         household, residence, family=family, after=after if child else None
                     )
                 )
+            for member in members:
+                self._reissue(member)
             yield from members
             made += size
 
@@ -287,7 +348,71 @@ class Generator:
         if rng.random() < self._mismatch:
             person.mismatch = rng.choice(_MISMATCHED_FIELDS)
             population[person.mismatch] = self._differing(person.mismatch, population)
+        else:
+            self._vary(person)
         return person
+
+    def _vary(self, person: GeneratedPerson) -> None:
+        """Maybe let the population copy record one value equal to civil-status's another way
+        (``_VARIANTS``, in their order, each where it changes how the value is written)."""
+        row = person.population
+        name = row["full_name"]
+        ways = {
+            "tone marks": ("full_name", old_style_tones(name)),
+            "look-alike letter": ("full_name", name.replace("Đ", "\u00d0")),
+            "code list": ("permanent_residence", self._other_list(row["permanent_residence"])),
+        }
+        for kind, weight in _VARIANTS.items():
+            field, value = ways[kind]
+            if value not in (None, row[field]) and self._rng.random() < weight * self._variants:
+                person.variant, row[field] = kind, value
+                return
+
+    def _other_list(self, place: str) -> str | None:
+        """A pre-2025 place recorded again as the 2025 unit it derives to; None for another."""
+        recorded = json.loads(place)
+        current = recorded["current"]
+        if recorded["code_list"] != CodeList.PRE_2025 or current is None:
+            return None
+        code = current["ward_code"]
+        unit = self._places.current[code]
+        return place_value(self._places.derive(Place(unit.name, CodeList.Y2025, ward_code=code)))
+
+    def _reissue(self, person: GeneratedPerson) -> None:
+        """Maybe give ``person`` a re-issued PIN after a correction of the sex or the birth
+        year: only someone alive, unmarried, recorded in full and alike in both stores."""
+        row = person.population
+        if (
+            person.legacy
+            or person.mismatch
+            or person.variant
+            or row["date_of_death"]
+            or row["spouse"]
+            or self._rng.random() >= self._reissued
+        ):
+            return
+        reason = _weighted(self._rng, _REISSUE_REASONS)
+        born, sex = date.fromisoformat(row["birth_date"]), row["sex"]
+        if reason == "sex_redetermination":
+            field, old, new = "sex", sex, "female" if sex == "male" else "male"
+            sex = new
+        else:  # a year earlier: never later than the day, an adult stays one
+            born = _years_after(born, -1)
+            field, old, new = "birth_date", row["birth_date"], born.isoformat()
+        earliest = date.fromisoformat(person.birth_act["registered_on"]) + timedelta(days=1)
+        earliest = max(earliest, TODAY - timedelta(days=_REISSUED_WITHIN))
+        changed_on = earliest + timedelta(days=self._rng.randrange((TODAY - earliest).days + 1))
+        correction = {
+            **self._act(changed_on, row["permanent_residence"], person.civil["hometown"]),
+            "pin": person.pin,
+            "corrects": "birth_registration",
+            "field": field,
+            "old_value": old,
+            "new_value": new,
+            "reason": reason.replace("_", " "),
+        }
+        new_pin = self._new_pin(person.pin[1:3], born, sex)
+        person.reissue = PinReissue(person.pin, new_pin, changed_on.isoformat(), reason, correction)
 
     def _name(self, sex: str, family: str) -> str:
         faker = self._faker
@@ -371,6 +496,10 @@ class Generator:
             province = self._places.current[code].province_code
         else:
             province = self._places.pre_2025[code].province_code
+        return self._new_pin(province, born, sex)
+
+    def _new_pin(self, province: str, born: date, sex: str) -> str:
+        """A PIN no one has: ``province`` (two digits), century and sex, year, a serial."""
         century_sex = 2 * ((born.year - 1900) // 100) + (sex == "female")
         while True:
             pin = f"0{province}{century_sex}{born.year % 100:02d}{self._rng.randrange(10**6):06d}"

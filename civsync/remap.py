@@ -4,7 +4,8 @@ For each mapped person table and each place field in it, every place value is de
 from its recorded code and code list (``engine.places``). A value whose current unit or
 quality changed is written back: only those two keys change, what was recorded never does.
 The write is an ordinary change, so capture publishes it and the merger and the other store
-follow. A code in neither list is quarantined (``place.unknown_code``), naming the code.
+follow. A code no list resolves is kept as recorded and marked ``unresolved`` (a steward
+reviews it); a code recorded without a code list is read in every list that has it.
 """
 
 from __future__ import annotations
@@ -19,13 +20,10 @@ from psycopg import sql
 
 from civsync.config import CivsyncSettings
 from civsync.generator import place_value
-from connectors.kafka.avro import AvroProducer
 from connectors.place_data import place_map
 from connectors.postgres import Connection, connect
-from connectors.quarantine import QUARANTINE, quarantine_record
-from connectors.registry import SchemaRegistry
 from engine.mapping import TableMapping
-from engine.places import PLACE_FIELDS, CodeList, Place, PlaceMap, UnknownPlaceCode
+from engine.places import PLACE_FIELDS, PlaceMap, recorded_place
 
 _BATCH = 1_000
 
@@ -34,22 +32,17 @@ _BATCH = 1_000
 class RemapReport:
     read: int = 0
     changed: Counter[str] = field(default_factory=Counter)  # by the new quality
-    unknown: int = 0
 
 
 def remap(
     settings: CivsyncSettings, *, progress: Callable[[RemapReport], None] = lambda _: None
 ) -> RemapReport:
     report, places = RemapReport(), place_map()
-    with SchemaRegistry(settings.registry) as registry:
-        quarantine = AvroProducer(settings.kafka, registry)
-        for mapping in settings.merge.person_tables():
-            columns = [c for f, c in mapping.columns.items() if f in PLACE_FIELDS]
-            if columns:
-                store = settings.stores()[mapping.store]
-                with connect(store) as conn:
-                    _remap_table(conn, mapping, columns, places, report, quarantine, progress)
-        quarantine.flush()
+    for mapping in settings.merge.person_tables():
+        columns = [c for f, c in mapping.columns.items() if f in PLACE_FIELDS]
+        if columns:
+            with connect(settings.stores()[mapping.store]) as conn:
+                _remap_table(conn, mapping, columns, places, report, progress)
     return report
 
 
@@ -59,7 +52,6 @@ def _remap_table(  # noqa: PLR0917 - one table's whole pass
     columns: list[str],
     places: PlaceMap,
     report: RemapReport,
-    quarantine: AvroProducer,
     progress: Callable[[RemapReport], None],
 ) -> None:
     schema, _, name = mapping.table.partition(".")
@@ -78,7 +70,7 @@ def _remap_table(  # noqa: PLR0917 - one table's whole pass
             for column, value in zip(columns, values, strict=True):
                 if value is None:
                     continue
-                derived = _derive(str(value), places, mapping, quarantine, report)
+                derived = _derive(str(value), places, report)
                 if derived is not None:
                     updates.append((column, derived, str(person)))
             if report.read % _BATCH == 0:
@@ -94,35 +86,10 @@ def _remap_table(  # noqa: PLR0917 - one table's whole pass
                 cursor.executemany(statement, rows[first : first + _BATCH])
 
 
-def _derive(
-    text: str,
-    places: PlaceMap,
-    mapping: TableMapping,
-    quarantine: AvroProducer,
-    report: RemapReport,
-) -> str | None:
+def _derive(text: str, places: PlaceMap, report: RemapReport) -> str | None:
     """The new JSON of a stored place value, or None when nothing changed."""
     stored: dict[str, Any] = json.loads(text)
-    place = Place(
-        stored.get("text"),
-        CodeList(stored.get("code_list", str(CodeList.PRE_2025))),
-        ward_code=stored.get("code"),
-        quality=None,
-    )
-    try:
-        derived = places.derive(place)
-    except UnknownPlaceCode as exc:
-        key, record = quarantine_record(
-            "place.unknown_code",
-            str(exc),
-            stage="remap",
-            payload=text,
-            store=mapping.store,
-            table=mapping.table,
-        )
-        quarantine.produce(QUARANTINE, key, record)
-        report.unknown += 1
-        return None
+    derived = places.derive(recorded_place(stored))
     if stored.get("quality") == "resolved":
         return None  # a steward's choice stands
     fresh = json.loads(place_value(derived))

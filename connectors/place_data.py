@@ -5,7 +5,9 @@ codes in ``data/dataset.db``, and the old-to-new mapping (including split wards 
 default successor) keyed by unit names in ``data/converter_2025.json``. This module joins
 the two by name key once and hands ``engine.places.PlaceMap`` a mapping **by code**. It reads
 files only; the package's address converter, which may call an online geocoder for split
-wards, is never used.
+wards, is never used. The pre-2025 list is one early-2025 snapshot: codes retired before it
+are in no list, and ``PlaceMap.derive`` leaves them ``unresolved`` for a steward. The data
+has no populations (docs/stores.md, "Places" and "Generated people").
 """
 
 from __future__ import annotations

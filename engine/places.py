@@ -1,18 +1,24 @@
 """Places as values, and their current (post-2025) unit derived from the code they carry.
 
 A place keeps the text as recorded and the codes **with the code list they belong to**: new
-commune codes reuse old ones, so a bare code is ambiguous. The current unit is derived, with
+commune codes reuse old ones, so a bare code may be ambiguous. The current unit is derived, with
 a quality saying how it was derived. The as-recorded part is never changed:
 
 - ``unchanged``: the old ward became one new ward on its own;
 - ``merged``: it was merged with others into one new ward;
 - ``split-default``: it was split; the default successor is taken and a steward should check;
 - ``resolved``: a steward chose the successor; derivation keeps that choice;
-- ``ambiguous``: it was split and no successor is marked default;
+- ``ambiguous``: it was split and no successor is marked default, or its code was recorded
+  without a code list and reads as different units in the two lists;
+- ``unresolved``: no list the project has resolves its code (a code retired before the
+  early-2025 list, a mistyped code, or no code): the text as recorded is all there is;
 - ``unmappable``: the unit has no successor (island districts without wards).
 
-A code that is in neither list raises ``UnknownPlaceCode`` naming it, so the record can be
-quarantined. ``PlaceMap`` is built from published data (``connectors.place_data``); never
+A place with a code but no code list is read in each list that has the code: it derives as
+that unit when every reading gives the same current unit (with the less certain quality of
+the readings), else it is ``ambiguous``. ``split-default``, ``ambiguous`` and ``unresolved``
+are for a steward (``for_steward``): the merger opens a ``review`` for them, never a
+quarantine. ``PlaceMap`` is built from published data (``connectors.place_data``); never
 from a geocoder.
 
 Two place values are the same place when they derive to the same current unit, whichever
@@ -40,15 +46,27 @@ PLACE_FIELDS = frozenset(
 
 
 def for_steward(value: object) -> bool:
-    """Whether a place value, as stored (JSON text), took a split ward's default successor,
-    which a steward should confirm or change."""
-    if not isinstance(value, str) or Quality.SPLIT_DEFAULT not in value:
+    """Whether a place value, as stored (JSON text), is one a steward should confirm or
+    choose: a split ward's default successor, an ambiguous or an unresolved place."""
+    if not isinstance(value, str) or not any(quality in value for quality in FOR_STEWARD):
         return False  # the common case, decided without parsing
     try:
         document = json.loads(value)
     except ValueError:
         return False
-    return isinstance(document, dict) and document.get("quality") == Quality.SPLIT_DEFAULT
+    return isinstance(document, dict) and document.get("quality") in FOR_STEWARD
+
+
+def recorded_place(document: Mapping[str, object]) -> Place:
+    """The recorded part of a stored place value (its JSON object): text, code and code list.
+    A code list the project does not have, or none, is read as none: the code is then read
+    in every list that has it (``PlaceMap.derive``)."""
+    text, code, code_list = (document.get(k) for k in ("text", "code", "code_list"))
+    return Place(
+        text if isinstance(text, str) else None,
+        next((known for known in CodeList if known == code_list), None),
+        ward_code=code if isinstance(code, str) else None,
+    )
 
 
 @lru_cache(maxsize=65_536)
@@ -85,7 +103,21 @@ class Quality(enum.StrEnum):
     SPLIT_DEFAULT = "split-default"
     RESOLVED = "resolved"
     AMBIGUOUS = "ambiguous"
+    UNRESOLVED = "unresolved"
     UNMAPPABLE = "unmappable"
+
+
+# The qualities a steward should look at: the merger opens a ``review`` for them.
+FOR_STEWARD = frozenset({Quality.SPLIT_DEFAULT, Quality.AMBIGUOUS, Quality.UNRESOLVED})
+# From the most certain to the least: a place read in two lists is no more certain than its
+# less certain reading.
+_CERTAINTY = (
+    Quality.UNCHANGED,
+    Quality.MERGED,
+    Quality.SPLIT_DEFAULT,
+    Quality.AMBIGUOUS,
+    Quality.UNMAPPABLE,
+)
 
 
 @dataclass(frozen=True)
@@ -102,7 +134,7 @@ class Place:
     """A place as recorded, and its derived current unit."""
 
     text: str | None
-    code_list: CodeList
+    code_list: CodeList | None  # None: recorded without one (see ``PlaceMap.derive``)
     ward_code: str | None = None
     district_code: str | None = None  # pre-2025 only; island districts have no wards
     province_code: str | None = None
@@ -111,7 +143,7 @@ class Place:
 
 
 class UnknownPlaceCode(ValueError):  # noqa: N818 - a finding about input, named for it
-    """The code is not in its code list."""
+    """A steward chose a unit whose code is not in its code list."""
 
     def __init__(self, code: str, code_list: CodeList) -> None:
         super().__init__(f"unknown {code_list} place code {code}")
@@ -129,6 +161,16 @@ class Successors:
     name: str = ""
     province_code: str = ""
 
+    def reading(self) -> tuple[Unit | None, Quality]:
+        """The current unit this unit derives to, if one, and the quality."""
+        if not self.units:
+            return None, Quality.UNMAPPABLE
+        if len(self.units) == 1:
+            return self.units[0], Quality.UNCHANGED if self.alone else Quality.MERGED
+        if self.default is None:
+            return None, Quality.AMBIGUOUS
+        return self.default, Quality.SPLIT_DEFAULT
+
 
 @dataclass(frozen=True)
 class PlaceMap:
@@ -139,32 +181,31 @@ class PlaceMap:
     current: Mapping[str, Unit]
 
     def derive(self, place: Place) -> Place:
-        """``place`` with its current unit and quality; UnknownPlaceCode if its code is not in
-        its code list. A steward's resolution is kept."""
+        """``place`` with its current unit and quality (see the module); a steward's
+        resolution is kept. A code no list resolves is ``unresolved``, never an error."""
         if place.quality is Quality.RESOLVED:
             return place
         code = place.ward_code or place.district_code
-        if code is None:
-            raise UnknownPlaceCode("(none)", place.code_list)
-        if place.code_list is CodeList.Y2025:
-            unit = self.current.get(code)
-            if unit is None:
-                raise UnknownPlaceCode(code, place.code_list)
-            return replace(place, current=unit, quality=Quality.UNCHANGED)
-        successors = self.pre_2025.get(code)
-        if successors is None:
-            raise UnknownPlaceCode(code, place.code_list)
-        if not successors.units:
-            return replace(place, current=None, quality=Quality.UNMAPPABLE)
-        if len(successors.units) == 1:
-            quality = Quality.UNCHANGED if successors.alone else Quality.MERGED
-            return replace(place, current=successors.units[0], quality=quality)
-        if successors.default is None:
+        lists = tuple(CodeList) if place.code_list is None else (place.code_list,)
+        readings = [r for cl in lists if code and (r := self._reading(code, cl)) is not None]
+        if not readings:
+            return replace(place, current=None, quality=Quality.UNRESOLVED)
+        if len({unit for unit, _ in readings}) > 1:
             return replace(place, current=None, quality=Quality.AMBIGUOUS)
-        return replace(place, current=successors.default, quality=Quality.SPLIT_DEFAULT)
+        unit, quality = max(readings, key=lambda reading: _CERTAINTY.index(reading[1]))
+        return replace(place, current=unit, quality=quality)
+
+    def _reading(self, code: str, code_list: CodeList) -> tuple[Unit | None, Quality] | None:
+        """The current unit and quality of ``code`` read in ``code_list``; None if the list
+        does not have it."""
+        if code_list is CodeList.Y2025:
+            unit = self.current.get(code)
+            return None if unit is None else (unit, Quality.UNCHANGED)
+        successors = self.pre_2025.get(code)
+        return None if successors is None else successors.reading()
 
     def resolve(self, place: Place, ward_code: str) -> Place:
-        """A steward's choice of successor for a split or ambiguous place."""
+        """A steward's choice of the current unit of a split, ambiguous or unresolved place."""
         unit = self.current.get(ward_code)
         if unit is None:
             raise UnknownPlaceCode(ward_code, CodeList.Y2025)

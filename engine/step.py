@@ -109,6 +109,8 @@ class MergeStep:
             return
         person = people.get(edit.person) or MergedPerson.new(edit.person)
         if person.successor is not None:  # the person moved: so does the edit
+            if edit.link_to == person.successor:
+                return  # the same link again (a store records a re-issue twice): done
             self.edit(replace(edit, person=person.successor), people, effects)
         elif edit.link_to is not None:
             self._link(person, edit, people, effects)

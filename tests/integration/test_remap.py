@@ -1,5 +1,6 @@
 """`civsync remap` on real stores: stale derivations are rewritten, what was recorded is kept,
-a steward's choice stands, and an unknown code is quarantined by name."""
+a steward's choice stands, and a code no list resolves is kept as recorded and marked
+`unresolved` for a steward, not quarantined."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def _place(code: str, code_list: str = "pre-2025", **derived: object) -> str:
     )
 
 
-def test_remap_rederives_places_keeps_the_record_and_quarantines_unknown_codes(
+def test_remap_rederives_places_keeps_the_record_and_leaves_unknown_codes_to_a_steward(
     civil: Connection,
     population: Connection,
     tmp_path: Path,
@@ -64,22 +65,30 @@ def test_remap_rederives_places_keeps_the_record_and_quarantines_unknown_codes(
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "merged: 1" in run.stderr + run.stdout
+    assert "unresolved: 1" in run.stderr + run.stdout
     rows: dict[str, Any] = {
         str(pin): place
         for pin, place in civil.execute(q("SELECT pin, place_of_birth FROM {t}", person))
     }
+    hometowns: dict[str, Any] = {
+        str(pin): place for pin, place in civil.execute(q("SELECT pin, hometown FROM {t}", person))
+    }
+    unknown_code = hometowns["001090000001"]
+    assert unknown_code["text"] == "as written in the book"  # kept as recorded
+    assert (unknown_code["code"], unknown_code["quality"]) == ("99999", "unresolved")
+    assert unknown_code["current"] is None
     remapped = rows["001090000001"]
     assert remapped["text"] == "as written in the book"  # recorded: untouched
     assert (remapped["code"], remapped["code_list"]) == ("00001", "pre-2025")
     assert remapped["quality"] == "merged"
     assert remapped["current"]["province_code"] == "01"
     assert rows["001090000002"]["quality"] == "resolved"  # a steward's choice stands
-    unknown = [
+    quarantined = [
         r
         for r in read_topic(settings, registry, QUARANTINE_TOPIC)
-        if r["reason"] == "place.unknown_code" and r["table"] == f"public.{person}"
+        if r["table"] == f"public.{person}"
     ]
-    assert [r["detail"] for r in unknown] == ["unknown pre-2025 place code 99999"]
+    assert quarantined == []
     again = subprocess.run(
         [sys.executable, "-m", "civsync.cli", "remap", "--config", str(config)],
         capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "200"},

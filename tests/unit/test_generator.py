@@ -1,7 +1,8 @@
 """The data generator: valid PINs, NFC Vietnamese names, real places, households, couples
 with their marriage acts, a birth act for everyone, legacy gaps and mismatches in their shares;
 and a country's shapes: family-name shares, sex-fitting middle names, births by the pyramid,
-adult heads, marriages at the legal age, deaths, births under the 2025 list, no future date."""
+adult heads, marriages at the legal age, deaths, births under the 2025 list, no future date,
+re-issued PINs, equal values recorded another way, places uniform over communes."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from datetime import date
 
 import pytest
 
-from civsync.generator import REFORM, TODAY, GeneratedPerson, Generator
+from civsync.generator import REFORM, TODAY, GeneratedPerson, Generator, old_style_tones
 from connectors.place_data import place_map, pre_2025_province_codes
 from engine import dates
+from engine.normal import equivalent
 from engine.pin import check_pin
 
 PEOPLE = 2000
@@ -222,3 +224,88 @@ def test_every_row_of_a_table_has_the_same_columns(many: list[GeneratedPerson]) 
     """The demo copies rows with the first row's columns."""
     for rows in ([p.civil for p in many], [p.population for p in many]):
         assert len({tuple(row) for row in rows}) == 1
+
+
+def test_a_few_get_a_second_pin_after_a_correction_of_sex_or_birth_year(
+    many: list[GeneratedPerson],
+) -> None:
+    provinces = pre_2025_province_codes()
+    pins = {p.pin for p in many}
+    eligible = [
+        p
+        for p in many
+        if not (p.legacy or p.mismatch or p.variant)
+        and p.population["date_of_death"] is None
+        and p.population["spouse"] is None
+    ]
+    reissued = [p for p in many if p.reissue]
+    assert set(map(id, reissued)) <= set(map(id, eligible))
+    assert 0.5 < _share(len(reissued), len(eligible)) < 2  # 1 % of those who can have one
+    reasons = Counter(p.reissue.reason for p in reissued if p.reissue)
+    assert reasons["birth_year_correction"] > reasons["sex_redetermination"] > 0
+    for person in reissued:
+        reissue = person.reissue
+        assert reissue is not None
+        assert reissue.old_pin == person.pin != reissue.new_pin
+        assert reissue.new_pin not in pins  # never anyone else's
+        assert reissue.new_pin[:3] == person.pin[:3]  # the same province of registration
+        row = {**person.population, reissue.field: reissue.value}
+        assert row[reissue.field] != person.population[reissue.field]
+        assert check_pin(reissue.new_pin, birth_date=row["birth_date"], sex=row["sex"],
+                         provinces=provinces) == []  # fmt: skip
+        act = reissue.correction
+        assert (act["pin"], act["corrects"], act["field"]) == (
+            person.pin,
+            "birth_registration",
+            {"sex_redetermination": "sex", "birth_year_correction": "birth_date"}[reissue.reason],
+        )
+        assert act["old_value"] == person.civil[reissue.field]
+        assert act["registered_on"] == reissue.changed_on
+        assert person.birth_act["registered_on"] < reissue.changed_on <= TODAY.isoformat()
+        assert act["commune_code_list"] == ("2025" if reissue.changed_on >= "2025-07-01" else
+                                            "pre-2025")  # fmt: skip
+    new_pins = [p.reissue.new_pin for p in reissued if p.reissue]
+    assert len(set(new_pins)) == len(new_pins)
+
+
+def test_old_style_tone_marks_move_only_in_open_oa_oe_uy() -> None:
+    assert old_style_tones("Lê Thị Hòa") == "Lê Thị Hoà"
+    assert old_style_tones("Thúy Thủy khỏe") == "Thuý Thuỷ khoẻ"
+    for unchanged in ("Hoàng Quý Toàn", "Quỳnh", "Nguyễn Văn An"):
+        assert old_style_tones(unchanged) == unchanged
+
+
+def test_some_population_copies_record_an_equal_value_another_way(
+    many: list[GeneratedPerson],
+) -> None:
+    varied = [p for p in many if p.variant]
+    kinds = Counter(p.variant for p in varied)
+    assert set(kinds) == {"tone marks", "look-alike letter", "code list"}
+    assert 1 < _share(len(varied), MANY) < 5  # 5 % of those without a mismatch, if they can
+    assert not any(p.mismatch for p in varied)
+    fields = {"tone marks": "full_name", "look-alike letter": "full_name"}
+    for person in varied:
+        field = fields.get(person.variant or "", "permanent_residence")
+        civil, population = person.civil[field], person.population[field]
+        assert civil != population
+        assert equivalent(field, civil, population)  # the same value: no conflict may come
+        alike = set(person.civil) & set(person.population) - {field}
+        alike -= {"birth_date", "sex"} if person.legacy else set()
+        assert all(person.civil[k] == person.population[k] for k in alike)  # nothing else
+        if person.variant == "look-alike letter":
+            assert population == civil.replace("Đ", "\u00d0")
+        if person.variant == "code list":
+            old, new = json.loads(civil), json.loads(population)
+            assert (old["code_list"], new["code_list"]) == ("pre-2025", "2025")
+            assert new["code"] == old["current"]["ward_code"]
+
+
+def test_places_are_drawn_uniformly_over_communes(many: list[GeneratedPerson]) -> None:
+    """The place data has no populations, so every commune is as likely as any other."""
+    places = place_map()
+    old = [json.loads(p.civil["hometown"])["code"] for p in many]
+    by_province = Counter(places.pre_2025[code].province_code for code in old)
+    communes = Counter(s.province_code for s in places.pre_2025.values())
+    for province in ("38", "01", "79", "06"):  # Thanh Hóa, Hà Nội, Hồ Chí Minh, Bắc Kạn
+        expected = _share(communes[province], len(places.pre_2025))
+        assert abs(_share(by_province[province], MANY) - expected) < 1.2, province

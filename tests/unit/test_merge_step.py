@@ -132,6 +132,19 @@ def test_a_link_back_to_a_former_key_is_a_cycle() -> None:
     assert [f.reason for f in effects.findings] == ["identity.cycle"]
 
 
+def test_the_same_link_recorded_twice_moves_the_person_once_and_is_no_cycle() -> None:
+    """A re-issue arrives as the citizen's new PIN and as its PIN-history row: two links
+    from the old key to the new one. The second is done already, not a cycle."""
+    people = People()
+    _run(people, _citizen(PIN_A, {"permanent_residence": "Hà Nội"}))
+    first, again = Effects(), Effects()
+    STEP.edit(PersonEdit(PIN_A, "population", "l1", _hlc(5), {}, link_to=PIN_B), people, first)
+    STEP.edit(PersonEdit(PIN_A, "population", "l2", _hlc(6), {}, link_to=PIN_B), people, again)
+    assert first.links == 1
+    assert (again.findings, again.links, again.elsewhere) == ([], 0, [])
+    assert people.people[PIN_B].former_keys == (PIN_A,)
+
+
 def test_what_civsync_person_gets() -> None:
     people = People()
     _run(people, _citizen(PIN_A, {"permanent_residence": "Hà Nội"}))
