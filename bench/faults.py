@@ -1,8 +1,8 @@
 """The fault suite at any size: for each fault (``tests.faults.harness.FAULTS``), a steady
 load through the whole pipeline while a service is killed, stopped or paused, and what it
 cost: changes committed and delivered, writes the stores refused while away, duplicates
-applied, people disagreeing at the end, and the time from the service's return until new
-changes flow again.
+applied, people disagreeing at the end, how long the service was away (the outage and its
+restart), and the time from its return until the backlog was delivered.
 
 The services are the fault suite's own (other ports, ``.run/faults``), started and stopped
 here. Run from the repository root: ``python -m bench.faults`` (the sizes of
@@ -38,7 +38,7 @@ def main() -> None:
             scenarios[fault.name] = {
                 "what": fault.what,
                 **{key: [r[key] for r in runs] for key in _COUNTS},
-                "recovery_s": summary([r["recovery_s"] for r in runs]),
+                **{key: summary([r[key] for r in runs]) for key in ("away_s", "caught_up_s")},
             }
     result = {
         "workload": {

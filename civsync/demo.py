@@ -10,6 +10,7 @@ conflicts by cause (``_cause``), so that a reader sees none come of values that 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import time
@@ -79,7 +80,7 @@ class Demo:
         engine = EngineProcesses(
             engine_config(self.run_dir / "demo" / "civsync.toml", self.settings, DATABASES, prefix),
             self.run_dir / "demo" / "logs",
-            env={"CIVSYNC_LOG_LEVEL": "WARNING"},
+            env={"CIVSYNC_LOG_LEVEL": os.environ.get("CIVSYNC_LOG_LEVEL", "WARNING")},
             extra={f"capture-{name}": ["--slot", _slot(name)] for name in DATABASES},
         )
         engine.start()

@@ -32,15 +32,27 @@ class StoreRejectedError(StoreError, FatalError):
 
 
 def classify(exc: psycopg.Error, doing: str) -> StoreError:
-    """The civsync error for ``exc``, decided by its SQLSTATE, never by its message text."""
+    """The civsync error for ``exc``, decided by its SQLSTATE, never by its message text.
+    Its message is the server's primary message and hint only: DETAIL and CONTEXT can quote
+    row values (a citizen's data), which must not reach logs or quarantine details."""
     sqlstate = exc.sqlstate
     retriable = sqlstate is None and isinstance(exc, psycopg.OperationalError)
     if sqlstate is not None and sqlstate not in _FATAL_OPERATOR_CODES:
         retriable = sqlstate[:2] in _RETRIABLE_CLASSES or sqlstate in _RETRIABLE_CODES
     error_class = StoreUnavailableError if retriable else StoreRejectedError
-    error = error_class(f"{doing}: [{sqlstate or 'no sqlstate'}] {exc}")
+    error = error_class(f"{doing}: [{sqlstate or 'no sqlstate'}] {_without_data(exc)}")
     error.sqlstate = sqlstate
     return error
+
+
+def _without_data(exc: psycopg.Error) -> str:
+    """The server's message without the parts that may quote data; a client-side failure
+    (no SQLSTATE: a connection refused) as psycopg words it."""
+    primary = exc.diag.message_primary
+    if exc.sqlstate is None or not primary:
+        return str(exc)
+    hint = exc.diag.message_hint
+    return f"{primary} (hint: {hint})" if hint else primary
 
 
 Connection = psycopg.Connection[tuple[object, ...]]

@@ -21,7 +21,9 @@ a newer clock. The other columns of an update's full row image are
 person whose snapshot row was superseded by that update is still known in full.
 
 A date the change sets must be a calendar date (``engine.dates``): otherwise the change is
-unusable (``date.invalid``, naming the table and the field, never the value). A learned date
+unusable (``date.invalid``, naming the table and the field, never the value). So is a text
+larger than ``MAX_VALUE_BYTES`` (``value.too_large``), and a correction whose field column
+names no field (``correction.no_field``). A learned date
 that is no calendar date is left out: it says nothing usable, and the change that set it was
 refused when it came.
 """
@@ -273,6 +275,24 @@ def _check_dates(mapping: TableMapping, fields: Mapping[str, Value]) -> None:
             )
 
 
+# The largest text value civsync takes. A person's state and history step each hold a value
+# twice; four times this stays under Kafka's 1 MB record limit with room for the rest.
+MAX_VALUE_BYTES = 128 * 1024
+
+
+def _check_sizes(mapping: TableMapping, fields: Mapping[str, Value]) -> None:
+    """Refuse a change that sets a text too large to carry (naming the field and its size)."""
+    for name, value in sorted(fields.items()):
+        if isinstance(value, str) and len(value) > MAX_VALUE_BYTES // 4:  # cheap first look
+            size = len(value.encode())
+            if size > MAX_VALUE_BYTES:
+                raise UnusableChange(
+                    "value.too_large",
+                    f"{mapping.store} {mapping.table}: {name} is {size:,} bytes;"
+                    f" civsync takes at most {MAX_VALUE_BYTES:,}",
+                )
+
+
 def _fields(
     mapping: TableMapping,
     after: Mapping[str, Value],
@@ -294,9 +314,14 @@ def _fields(
     }
     if mapping.field_column and mapping.value_column and prior is None:
         name = after.get(mapping.field_column)
-        if isinstance(name, str) and name:
-            fields[name] = mapping.value(after, mapping.value_column)
+        if not (isinstance(name, str) and name.strip()):
+            raise UnusableChange(
+                "correction.no_field",
+                f"{mapping.store} {mapping.table}: {mapping.field_column} names no field",
+            )
+        fields[name] = mapping.value(after, mapping.value_column)
     if fields or prior is None:
         fields.update(mapping.constants)
     _check_dates(mapping, fields)
+    _check_sizes(mapping, fields)
     return fields

@@ -52,7 +52,7 @@ def for_steward(value: object) -> bool:
         return False  # the common case, decided without parsing
     try:
         document = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the interpreter's limit
         return False
     return isinstance(document, dict) and document.get("quality") in FOR_STEWARD
 
@@ -77,7 +77,7 @@ def comparison_key(value: str) -> tuple[str | None, ...]:
     ``("recorded", code list, code)``, or ``("text", text)`` for a place with no code."""
     try:
         document = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the interpreter's limit
         return ("text", value)
     if not isinstance(document, dict):
         return ("text", value)

@@ -43,6 +43,10 @@ _SERVER_SETTINGS = {
     "shared_buffers": "128MB",
     "unix_socket_directories": "''",
     "log_line_prefix": "'%m [%p] %d '",
+    # no row data in the server's log: a rejected value would be in DETAIL, CONTEXT and the
+    # failed statement (docs/security.md)
+    "log_error_verbosity": "terse",
+    "log_min_error_statement": "panic",
 }
 _TLS_SETTING = "ssl = on  # civsync local launcher: server.crt and server.key in the data dir\n"
 _CERTIFICATE_DAYS = 3650

@@ -26,6 +26,7 @@ Deviations from Debezium, on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import math
 import re
@@ -115,8 +116,9 @@ def _real_from(value: float) -> float:
     bits = struct.pack("<f", value)
     for digits in range(1, 10):
         shortest = float(f"{value:.{digits}g}")
-        if struct.pack("<f", shortest) == bits:
-            return shortest
+        with contextlib.suppress(OverflowError):  # rounded past float32's largest (3.4e38)
+            if struct.pack("<f", shortest) == bits:
+                return shortest
     return value
 
 

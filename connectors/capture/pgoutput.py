@@ -11,7 +11,8 @@ snapshot watermarks.
 
 A primary-key update becomes a delete of the old key and a create of the new one, as
 Debezium does, so each key's history stays on one partition. Values are PostgreSQL's text
-form, typed as the published envelope wants (``value_of``); text is normalised to NFC. An
+form, typed as the published envelope wants (``value_of``); text is normalised to NFC, JSON
+is not (its escapes would break: ``\\n`` and a combining mark make ``\\ň``). An
 unchanged TOAST value (pgoutput's ``u``) is taken from the old row image where the table has
 REPLICA IDENTITY FULL; otherwise the column is absent from ``after`` and named in
 ``unavailable``, never filled with a placeholder.
@@ -31,6 +32,7 @@ CIVSYNC_SCHEMA = "_civsync"  # civsync's own bookkeeping tables: never published
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since the Unix epoch
 _INTEGER_TYPES = frozenset({"smallint", "integer", "bigint", "oid"})
 _FLOAT_TYPES = frozenset({"real", "double precision"})
+_JSON_TYPES = frozenset({"json", "jsonb"})
 _ACTIONS = {b"I": Op.CREATE, b"U": Op.UPDATE, b"D": Op.DELETE}
 
 
@@ -341,4 +343,7 @@ def value_of(pg_type: str, text: str | None) -> Value:
         return int(text)
     if pg_type in _FLOAT_TYPES:
         return float(text)
-    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
+    # JSON as written: NFC would merge an escape's last letter (the n of \n, a hex digit of
+    # \u00e9) with a combining mark after it, and the JSON would break
+    kept = pg_type in _JSON_TYPES or unicodedata.is_normalized("NFC", text)
+    return text if kept else unicodedata.normalize("NFC", text)

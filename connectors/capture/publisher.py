@@ -4,8 +4,10 @@ Each table's topic has its own typed, Debezium-compatible schemas (``envelope``)
 from the columns the event carries; a table whose columns change (``ALTER TABLE``) registers a
 new version, and a version the registry refuses (BACKWARD_TRANSITIVE) stops capture with an
 error naming the table. Topics are created on first use with the configured partitions. A
-record that cannot be encoded goes to ``civsync.quarantine`` with the reason; the stream
-goes on.
+change that cannot be encoded (a value its column's Avro type cannot hold, a column whose name
+is no Avro name) goes to ``civsync.quarantine`` with the reason, and so does one larger than
+Kafka takes (with its values' sizes for the input: it would be too large there too); the
+stream goes on.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException
+
 from connectors.capture import metrics
 from connectors.capture.envelope import Column, envelope_schema, key_schema, to_avro_row
 from connectors.kafka.admin import TopicAdmin, TopicSpec
 from connectors.kafka.avro import AvroProducer, AvroTopic, EncodingError
+from connectors.kafka.errors import KafkaOperationError
 from connectors.quarantine import (
     QUARANTINE,
     QUARANTINE_TOPIC,
@@ -147,32 +152,39 @@ class ChangePublisher:
         self.quarantined = 0
 
     def publish(self, event: ChangeEvent) -> None:
-        table = self._table(event)
+        received: dict[str, Any] = {"event_id": event.event_id, "op": str(event.op)}
+        received["key"] = event.key
         try:
+            table = self._table(event)  # ValueError: a column name that is no Avro name
             record = table.record(event, _now_ms(), self._prefix)
             partition = table.partition(event, self._partitions)
             self._producer.produce(table.topic, table.key(event.key), record, partition=partition)
         except (EncodingError, ValueError) as exc:
-            received = {
-                "event_id": event.event_id,
-                "op": str(event.op),
-                "key": event.key,
-                "before": event.before,
-                "after": event.after,
-            }
-            self.quarantine(
-                "capture.encoding_failed",
-                str(exc),
-                payload=as_json(received),
-                store=event.source.store,
-                table=event.table_id,
-                lsn=event.source.lsn,
-                txid=event.source.txid,
-                event_id=event.event_id,
-            )
+            received |= {"before": event.before, "after": event.after}
+            self._refused(event, "capture.encoding_failed", str(exc), received)
+            return
+        except KafkaOperationError as exc:
+            if not _too_large(exc):
+                raise
+            # the input as received would be too large as well: its values' sizes instead
+            received |= {"sizes": {"before": _sizes(event.before), "after": _sizes(event.after)}}
+            self._refused(event, "capture.too_large", str(exc), received)
             return
         self.published += 1
         metrics.events(event.source.store, event.table_id, str(event.op)).inc()
+
+    def _refused(self, event: ChangeEvent, reason: str, detail: str, received: Any) -> None:
+        source = event.source
+        self.quarantine(
+            reason,
+            detail,
+            payload=as_json(received),
+            store=source.store,
+            table=event.table_id,
+            lsn=source.lsn,
+            txid=source.txid,
+            event_id=event.event_id,
+        )
 
     def quarantine(
         self,
@@ -258,3 +270,16 @@ class ChangePublisher:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _too_large(error: KafkaOperationError) -> bool:
+    """Whether Kafka refused a record for its size (``message.max.bytes``, 1 MB by default):
+    producing it again cannot help, so its change is quarantined, not retried."""
+    cause = error.__cause__
+    code = cause.args[0].code() if isinstance(cause, KafkaException) and cause.args else None
+    return code == KafkaError.MSG_SIZE_TOO_LARGE
+
+
+def _sizes(row: Row | None) -> dict[str, int] | None:
+    """The length of each value of ``row`` as text."""
+    return None if row is None else {c: len(str(v)) for c, v in row.items() if v is not None}

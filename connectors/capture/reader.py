@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from connectors.capture.envelope import from_avro_row
-from connectors.kafka.avro import AvroDecoder, schema_id
+from connectors.kafka.avro import AvroDecoder, DecodingError, schema_id
 from connectors.registry import SchemaRegistry
 from engine.events import Change, Hlc, Op, SnapshotMarker, Source, Value
 
@@ -31,9 +31,15 @@ class ChangeEventReader:
         self._rows: dict[int, tuple[_Row, _Row]] = {}
 
     def read(self, payload: bytes, where: str) -> Change:
-        """The event in ``payload``; DecodingError if it is not one."""
+        """The event in ``payload``; DecodingError if it is not one: not Avro in the registry
+        framing, or a record its schema allows that is no civsync change event (another
+        producer's op or snapshot marker, no clock, a schema without ``Value``)."""
         event = self._decoder.decode(payload, where)
-        return change_of(event, *self._converters(schema_id(payload)))
+        try:
+            return change_of(event, *self._converters(schema_id(payload)))
+        except (KeyError, TypeError, ValueError) as exc:
+            detail = f"{where}: not a civsync change event: {type(exc).__name__}: {exc}"
+            raise DecodingError(detail) from exc
 
     def _converters(self, writer_id: int) -> tuple[_Row, _Row]:
         converters = self._rows.get(writer_id)

@@ -32,7 +32,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from connectors.kafka.avro_encoder import compile_encoder
 from connectors.kafka.errors import KafkaOperationError, KafkaRetriableError, translate
-from connectors.registry import SchemaRegistry
+from connectors.registry import RegistryRejectedError, SchemaRegistry
 from connectors.registry import translate as translate_registry
 from connectors.settings import KafkaSettings
 from engine.errors import FatalError
@@ -286,7 +286,10 @@ class AvroDecoder:
         writer_id = schema_id(payload)
         parsed = self._schemas.get(writer_id)
         if parsed is None:
-            parsed = parse_schema(json.loads(self._registry.writer_schema(writer_id)))
+            try:
+                parsed = parse_schema(json.loads(self._registry.writer_schema(writer_id)))
+            except RegistryRejectedError as exc:  # an id the registry never gave: no input of ours
+                raise DecodingError(f"{where}: {exc}") from exc
             self._schemas[writer_id] = parsed
         try:
             return schemaless_reader(io.BytesIO(payload[_HEADER.size :]), parsed, None)

@@ -14,15 +14,18 @@ of the way in the fault strikes; the service comes back after ``outage_s``. When
 stop, every change committed must reach the other store (no loss), civsync must never write
 the same row image twice in a row (no duplicate applied) and the stores must agree
 (converged). The report gives the changes committed and delivered, the writes the stores
-refused while away, and the time from the service's return until changes written after it
-arrive in the other store (recovery).
+refused while away, how long the service was away (outage and restart), and the time from
+its return until the last change arrived in the other store (the backlog delivered).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -213,9 +216,10 @@ def run_scenario(services: LocalServices, fault: Fault, size: Size) -> dict[str,
         for writer in writers:
             writer.start()
         time.sleep(size.seconds / 3)
+        struck = datetime.now(UTC)
         fault.strike(services)
         time.sleep(size.outage_s)
-        fault.restore(services)
+        fault.restore(services)  # returns once the service answers again
         back = datetime.now(UTC)
         for writer in writers:
             writer.join()
@@ -231,8 +235,8 @@ def run_scenario(services: LocalServices, fault: Fault, size: Size) -> dict[str,
             "writes_refused": sum(w.refused for w in writers),
             "duplicates_applied": _duplicates(run),
             "disagreeing_people": len(run.disagreements()),
-            "recovery_s": _recovery_s(run, back),
-            "outage_s": size.outage_s,
+            "away_s": round((back - struck).total_seconds(), 1),
+            "caught_up_s": _caught_up_s(run, back),
         }
     admin = TopicAdmin(settings.kafka)
     admin.delete([topic for topic in admin.names() if topic.startswith(f"{name}.")])
@@ -295,7 +299,26 @@ def _delivered(run: Pipeline, tag: str, timeout_s: float) -> tuple[int, int]:
     for where, values in gaps.items():
         if values:
             print(f"{tag}: {where}: {len(values)} not delivered, e.g. {values[:3]}")
+    if missing:
+        _dump_parts(run)
     return sent_total, sent_total - missing
+
+
+def _dump_parts(run: Pipeline) -> None:
+    """Where each part of a pipeline that stopped delivering is (py-spy, if installed)."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    for role, process in run.processes.items():
+        if spy is None:
+            print(f"{role}: pid {process.pid} (install py-spy to see its threads)")
+            continue
+        dump = subprocess.run(
+            [spy, "dump", "--pid", str(process.pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        print(f"--- {role} (pid {process.pid})\n{dump.stdout}{dump.stderr}")
 
 
 def _duplicates(run: Pipeline) -> int:
@@ -318,13 +341,11 @@ def _duplicates(run: Pipeline) -> int:
     return total
 
 
-def _recovery_s(run: Pipeline, back: datetime) -> float:
-    """From the service's return until the first change written after it arrived."""
-    firsts = []
-    for source, source_table, target, target_table, column in _directions(run):
-        sent = _writes(source, source_table, column, "fault", by_civsync=False)
-        seen = _writes(target, target_table, column, "fault", by_civsync=True)
-        after = [seen[v] for v, at in sent.items() if at >= back and v in seen]
-        if after:
-            firsts.append(min(after))
-    return (min(firsts) - back).total_seconds() if firsts else float("nan")
+def _caught_up_s(run: Pipeline, back: datetime) -> float:
+    """From the service's return until the last change reached the other store: how long
+    the pipeline took to deliver the backlog the outage left (0 if it had none)."""
+    last = max(
+        max(_writes(target, target_table, column, "fault", by_civsync=True).values())
+        for _, _, target, target_table, column in _directions(run)
+    )
+    return round(max(0.0, (last - back).total_seconds()), 1)

@@ -16,7 +16,15 @@ from confluent_kafka import Consumer
 
 from civsync.config import CivsyncSettings
 from connectors.kafka.admin import TopicAdmin, TopicSpec
-from connectors.kafka.avro import AvroConsumer, AvroProducer, AvroTopic, EncodingError, schema_id
+from connectors.kafka.avro import (
+    AvroConsumer,
+    AvroDecoder,
+    AvroProducer,
+    AvroTopic,
+    DecodingError,
+    EncodingError,
+    schema_id,
+)
 from connectors.registry import BACKWARD_TRANSITIVE, RegistryRejectedError, SchemaRegistry
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -184,3 +192,13 @@ def test_processes_setting_up_the_same_new_subjects_at_once_all_succeed(
         for subject in subjects:
             registry.client.delete_subject(subject)
             registry.client.delete_subject(subject, permanent=True)
+
+
+def test_a_record_naming_a_schema_id_the_registry_never_gave_is_undecodable(
+    registry: SchemaRegistry,
+) -> None:
+    """Anyone who can produce to a topic could write one: it is bad input (quarantined by
+    whoever reads it), not a registry failure that stops the reader."""
+    unknown = b"\x00" + (2**31 - 7).to_bytes(4, "big") + b"\x02\x06abc"
+    with pytest.raises(DecodingError, match="offset 7"):
+        AvroDecoder(registry).decode(unknown, "offset 7")

@@ -1,6 +1,7 @@
 """`civsync demo`, small: it must run end to end on the real services and say what happened,
 with no conflict from values that are equal (tone marks, look-alike letters, code lists, less
-precise dates), and the re-issued PINs applied as one person each."""
+precise dates), and the re-issued PINs applied as one person each; and it must write no
+personal data of the people it seeded to any log, its own or its parts'."""
 
 from __future__ import annotations
 
@@ -8,21 +9,59 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
+import pytest
+
+from civsync.generator import GeneratedPerson, Generator
 from tests.integration.conftest import RUN_DIR
 
+PEOPLE, REGISTRATIONS = 300, 30  # the demo's --people, and its births without a PIN
 
-def test_the_demo_runs_end_to_end_and_summarises(settings: object) -> None:
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One run of the demo: its own output (console and log lines) and what each part wrote
+    to its log (``<run dir>/demo/logs/<part>.log``) during the run."""
+
+    output: str
+    logs: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def demo(settings: object) -> DemoRun:
+    """The demo, run once for this module, its own log at DEBUG (its parts log at the level
+    the demo gives them). The parts' logs are appended to: only this run's part is kept."""
+    log_dir = RUN_DIR / "demo" / "logs"
+    before = {log.name: log.stat().st_size for log in log_dir.glob("*.log")}
     done = subprocess.run(
-        [sys.executable, "-m", "civsync.cli", "demo", "--people", "300", "--edits", "30"],
+        [sys.executable, "-m", "civsync.cli", "demo", "--people", str(PEOPLE), "--edits", "30"],
         capture_output=True,
         text=True,
         check=False,
         timeout=600,
-        env={**os.environ, "COLUMNS": "200", "CIVSYNC_RUN_DIR": str(RUN_DIR)},
+        env={
+            **os.environ,
+            "COLUMNS": "200",
+            "CIVSYNC_RUN_DIR": str(RUN_DIR),
+            "CIVSYNC_LOG_LEVEL": "DEBUG",
+        },
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
+    logs = {log.name: _written_since(log, before.get(log.name, 0)) for log in log_dir.glob("*.log")}
+    return DemoRun(output, logs)
+
+
+def _written_since(log: Path, offset: int) -> str:
+    with log.open("rb") as file:
+        file.seek(offset)
+        return file.read().decode(errors="replace")
+
+
+def test_the_demo_runs_end_to_end_and_summarises(demo: DemoRun) -> None:
+    output = demo.output
     assert "people in both stores" in output
     # every seeded person, and the 30 newborns whose PINs the population store issued
     assert re.search(r"people in both stores\s*│\s*330\s", output)
@@ -48,3 +87,47 @@ def test_the_demo_runs_end_to_end_and_summarises(settings: object) -> None:
     assert reissued is not None
     assert reissued[1] == reissued[2]
     assert re.search(r"capture lag \(bytes of WAL\)\s*│\s*civil: 0, population: 0", output)
+
+
+def _seeded() -> list[GeneratedPerson]:
+    """The people the demo seeds and registers, drawn again: the generator is seeded, and
+    these are the demo's draws (``Demo.seed``, ``Demo._register``)."""
+    people = list(Generator(mismatch=0.05).people(PEOPLE))
+    return people + list(Generator(seed=10, legacy=0.0, mismatch=0.0).people(REGISTRATIONS))
+
+
+def personal_data(people: list[GeneratedPerson]) -> set[str]:
+    """What must never appear in a log as it is: each person's PIN (and the one re-issued),
+    full name (as either store has it, and in capitals, as the demo's population edits write
+    it), parents' names, and full birth date. A year or a year and month alone (legacy
+    records) says too little to look for."""
+    found: set[str] = set()
+    for person in people:
+        found |= {person.pin, *([person.reissue.new_pin] if person.reissue else [])}
+        for row in (person.civil, person.population):
+            names = [row.get(column) for column in ("full_name", "father", "mother")]
+            found |= {n for name in names if name for n in (name, name.upper())}
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", row.get("birth_date") or ""):
+                found.add(row["birth_date"])
+    return found
+
+
+def leaks(text: str, personal: set[str]) -> list[str]:
+    """The pieces of ``personal`` that ``text`` holds unmasked."""
+    return sorted(value for value in personal if value in text)
+
+
+def test_no_log_names_a_seeded_person(demo: DemoRun) -> None:
+    """The demo's own output and every part's log, this run's part of it, scanned for each
+    seeded person's PIN, names and birth date: the masking of ``civsync.logging`` must leave
+    none of them."""
+    people = _seeded()
+    personal = personal_data(people)
+    pin, name = people[0].pin, people[0].civil["full_name"]
+    assert {pin, name} <= set(leaks(f"a line with {pin} and {name}", personal))  # it can fail
+    assert demo.output.strip(), "the demo wrote nothing: the scan would prove nothing"
+    # the parts log at WARNING in the demo: PIN findings of the re-issued PINs, at least
+    assert "".join(demo.logs.values()).strip(), "the parts logged nothing: nothing to scan"
+    scanned = {"demo output": demo.output, **demo.logs}
+    found = {source: leaks(text, personal) for source, text in scanned.items()}
+    assert not {source: values for source, values in found.items() if values}

@@ -102,6 +102,9 @@ def test_statement_errors_are_classified_by_sqlstate(
             rejected = classify(duplicate.value, "inserting")
             assert isinstance(rejected, StoreRejectedError)
             assert rejected.sqlstate == "23505"
+            assert "001099012345" in str(duplicate.value)  # the server's DETAIL quotes the row
+            assert "001099012345" not in str(rejected)  # civsync's error never does
+            assert "duplicate key value" in str(rejected)
 
             other.execute(q("SELECT * FROM {t} FOR UPDATE", unique_name))  # holds the row lock
             conn.execute("SET lock_timeout = '100ms'")

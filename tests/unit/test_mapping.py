@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine.events import Change, Hlc, Value
-from engine.mapping import PersonEdit, PersonMapper, TableMapping, UnusableChange
+from engine.mapping import MAX_VALUE_BYTES, PersonEdit, PersonMapper, TableMapping, UnusableChange
 from engine.merge import FieldEdit
 from tests.unit.changes import change
 
@@ -242,3 +242,30 @@ def test_a_correction_to_an_impossible_date_is_unusable() -> None:
     with pytest.raises(UnusableChange) as refused:
         PersonMapper([corrections]).edits_of(event)
     assert (refused.value.reason, "date_of_death" in refused.value.detail) == ("date.invalid", True)
+
+
+@pytest.mark.parametrize("field", ["", "   ", None])
+def test_a_correction_naming_no_field_is_unusable_not_dropped(field: str | None) -> None:
+    corrections = TableMapping(
+        store="civil",
+        table="public.correction",
+        person_column="pin",
+        field_column="field",
+        value_column="new_value",
+    )
+    row: dict[str, Value] = {"pin": "001090000001", "field": field, "new_value": "Nguyễn Văn An"}
+    event = change("c", after=row, store="civil", schema="public", table="correction")
+    with pytest.raises(UnusableChange) as refused:
+        PersonMapper([corrections]).edits_of(event)
+    assert refused.value.reason == "correction.no_field"
+
+
+def test_a_text_larger_than_civsync_carries_is_unusable_naming_field_and_size() -> None:
+    name = "Nguyễn " * (MAX_VALUE_BYTES // 7)  # 9 bytes each in UTF-8: past the limit
+    with pytest.raises(UnusableChange) as refused:
+        MAPPER.edits_of(_event("c", after={**ROW, "name": name}))
+    assert refused.value.reason == "value.too_large"
+    assert "full_name" in refused.value.detail
+    assert "Nguyễn" not in refused.value.detail
+    (edit,) = MAPPER.edits_of(_event("c", after={**ROW, "name": "x" * MAX_VALUE_BYTES}))
+    assert len(str(edit.fields["full_name"])) == MAX_VALUE_BYTES  # at the limit: taken
