@@ -78,11 +78,20 @@ def check_capture_ready(conn: Connection) -> None:
 
 
 def ensure_tables(conn: Connection, ddl: str, tables: tuple[str, ...]) -> None:
-    """Run ``ddl`` (``CREATE ... IF NOT EXISTS`` of civsync's own tables) unless every one of
-    ``tables`` exists: PostgreSQL checks the CREATE privilege even for a schema or table that
-    exists, and a part's role has none once ``civsync roles`` has made its tables."""
+    """Run ``ddl`` (``CREATE ... IF NOT EXISTS`` of civsync's own tables, on an autocommit
+    connection) unless every one of ``tables`` exists: PostgreSQL checks the CREATE privilege
+    even for a schema or table that exists, and a part's role has none once ``civsync roles``
+    has made its tables. Two parts creating them at once collide (IF NOT EXISTS is not safe
+    against a concurrent create): the loser runs it again and finds them."""
     found = conn.execute(
         "SELECT count(to_regclass(name)) FROM unnest(%s::text[]) AS name", (list(tables),)
     ).fetchone()
     if found is None or found[0] != len(tables):
-        conn.execute(ddl)
+        for attempt in range(3):  # IF NOT EXISTS races: two parts starting on a new store
+            try:
+                conn.execute(ddl)
+            except psycopg.errors.UniqueViolation:  # the other created it meanwhile
+                if attempt == 2:  # noqa: PLR2004 - the last of the three
+                    raise
+            else:
+                return

@@ -39,6 +39,7 @@ class XLogData:
 @dataclass(frozen=True)
 class Keepalive:
     wal_end: int  # every transaction committed before this has been sent
+    reply: bool = False  # the server waits for an answer (as it does when shutting down)
 
 
 class ReplicationStream:
@@ -78,7 +79,7 @@ class ReplicationStream:
                 wal_end, _sent, reply = struct.unpack_from("!qqB", data, 1)
                 if reply:
                     self._status(self._confirmed)
-                yield Keepalive(wal_end)
+                yield Keepalive(wal_end, bool(reply))
             if time.monotonic() - self._status_at > _STATUS_EVERY_S:
                 self._status(self._confirmed)
 

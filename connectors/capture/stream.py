@@ -195,6 +195,8 @@ class _Follow:
                 if isinstance(item, Keepalive):
                     if not self.decoder.in_transaction:  # all before it has been read
                         self.read_to = max(self.read_to, item.wal_end)
+                        if item.reply:  # confirm now: a server shutting down waits for it,
+                            break  # pinging again at once, so the stream never goes idle
                     continue
                 self._publish(self._decode(item))
                 read += 1

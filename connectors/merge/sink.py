@@ -302,6 +302,11 @@ def _bind_origin(conn: Connection) -> str:
             conn.execute("SELECT pg_replication_origin_session_setup(%s)", (name,))
         except psycopg.errors.ObjectInUse:
             continue
+        except psycopg.errors.UndefinedObject as exc:  # a store capture has not prepared yet
+            raise StoreUnavailableError(
+                f"replication origin {name} does not exist yet: capture creates civsync's"
+                " origins when it first starts on this store; waiting for it"
+            ) from exc
         return name
     raise OriginsBusyError(
         f"all {len(APPLY_ORIGINS)} civsync replication origins are in use; run fewer sinks"

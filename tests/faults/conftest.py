@@ -1,5 +1,6 @@
 """The fault suite's own services (``tests.faults.harness.fault_services``): started for the
-session, stopped after it. A service that does not come up fails the session."""
+fault tests, stopped after them, so the tests that follow find the environment as it was. A
+service that does not come up fails the tests."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.faults)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped, and the environment given back, after the module
 def services() -> Iterator[LocalServices]:
     with fault_services() as started:
         yield started

@@ -198,6 +198,7 @@ class Size:
 
 def run_scenario(services: LocalServices, fault: Fault, size: Size) -> dict[str, Any]:
     """One scenario's figures (see the module docstring); raises if the pipeline failed."""
+    services.up()  # a scenario that failed may have left a service down
     settings = load_settings()
     name = f"fault_{fault.name.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
     with contextlib.ExitStack() as stack:
@@ -218,8 +219,10 @@ def run_scenario(services: LocalServices, fault: Fault, size: Size) -> dict[str,
         time.sleep(size.seconds / 3)
         struck = datetime.now(UTC)
         fault.strike(services)
-        time.sleep(size.outage_s)
-        fault.restore(services)  # returns once the service answers again
+        try:
+            time.sleep(size.outage_s)
+        finally:
+            fault.restore(services)  # returns once the service answers again
         back = datetime.now(UTC)
         for writer in writers:
             writer.join()
