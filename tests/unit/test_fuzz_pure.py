@@ -54,11 +54,10 @@ from connectors.merge.records import (
     person_to_avro,
     state_to_avro,
 )
-from connectors.merge.settings import MergeSettings
 from connectors.place_data import place_map, pre_2025_province_codes
 from engine import dates
 from engine.events import Change, Hlc, Op, Source, Value
-from engine.mapping import PersonMapper, TableMapping, UnusableChange
+from engine.mapping import TableMapping, UnusableChange
 from engine.pin import Severity, check_pin
 from engine.places import (
     PLACE_FIELDS,
@@ -68,16 +67,9 @@ from engine.places import (
     comparison_key,
     for_steward,
 )
-from engine.step import Effects, MergeStep
-from tests.unit.test_merge_step import People
+from engine.step import Effects
+from tests.unit.test_merge_step import PROFILE, STEP, People
 
-PROFILE = MergeSettings()
-STEP = MergeStep(
-    PersonMapper(PROFILE.mappings()),
-    PROFILE.policies(),
-    PROFILE.required,
-    pre_2025_province_codes(),
-)
 PLACES = place_map()
 FUZZ = settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 _REASON = re.compile(r"[a-z]+\.[a-z_]+")  # a machine-readable quarantine code

@@ -225,14 +225,16 @@ def test_a_learned_date_that_is_no_calendar_date_is_left_out() -> None:
     assert "birth_date" not in edit.learned
 
 
+CORRECTIONS = TableMapping(  # a correction act: the field it corrects, and the new value
+    store="civil",
+    table="public.correction",
+    person_column="pin",
+    field_column="field",
+    value_column="new_value",
+)
+
+
 def test_a_correction_to_an_impossible_date_is_unusable() -> None:
-    corrections = TableMapping(
-        store="civil",
-        table="public.correction",
-        person_column="pin",
-        field_column="field",
-        value_column="new_value",
-    )
     row: dict[str, Value] = {
         "pin": "001090000001",
         "field": "date_of_death",
@@ -240,23 +242,16 @@ def test_a_correction_to_an_impossible_date_is_unusable() -> None:
     }
     event = change("c", after=row, store="civil", schema="public", table="correction")
     with pytest.raises(UnusableChange) as refused:
-        PersonMapper([corrections]).edits_of(event)
+        PersonMapper([CORRECTIONS]).edits_of(event)
     assert (refused.value.reason, "date_of_death" in refused.value.detail) == ("date.invalid", True)
 
 
 @pytest.mark.parametrize("field", ["", "   ", None])
 def test_a_correction_naming_no_field_is_unusable_not_dropped(field: str | None) -> None:
-    corrections = TableMapping(
-        store="civil",
-        table="public.correction",
-        person_column="pin",
-        field_column="field",
-        value_column="new_value",
-    )
     row: dict[str, Value] = {"pin": "001090000001", "field": field, "new_value": "Nguyễn Văn An"}
     event = change("c", after=row, store="civil", schema="public", table="correction")
     with pytest.raises(UnusableChange) as refused:
-        PersonMapper([corrections]).edits_of(event)
+        PersonMapper([CORRECTIONS]).edits_of(event)
     assert refused.value.reason == "correction.no_field"
 
 
