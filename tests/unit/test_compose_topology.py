@@ -188,3 +188,28 @@ def test_the_engine_starts_only_with_its_profile() -> None:
     plain = {name for name, service in services.items() if not service.get("profiles")}
     assert plain == {"kafka", "registry", "civil", "population"}
     assert all(s.get("profiles") == ["engine"] for n, s in services.items() if n not in plain)
+
+
+def test_each_capture_and_sink_logs_in_with_the_role_migrate_makes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`migrate` (the owner) makes each part's role from its [roles] settings; the capture and
+    sink containers log in to their store as exactly that role."""
+    services = _compose()["services"]
+    for variable, value in _engine_environment(services["migrate"]).items():
+        monkeypatch.setenv(variable, value)
+    roles = load_settings(None).roles
+    for role, part, stores in (
+        ("capture-civil", "capture", ("civil",)),
+        ("capture-population", "capture", ("population",)),
+        ("sink-civil", "sink_civil", ("civil",)),
+        ("sink-population", "sink_population", ("population",)),
+    ):
+        with monkeypatch.context() as env:
+            for variable, value in _engine_environment(services[role]).items():
+                env.setenv(variable, value)
+            settings = load_settings(None)
+        for store in stores:
+            login = settings.stores()[store]
+            assert login.user == roles.of(part).user != CivsyncSettings().civil.user, role
+            assert login.password == roles.of(part).password, role
