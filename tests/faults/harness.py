@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -303,25 +300,8 @@ def _delivered(run: Pipeline, tag: str, timeout_s: float) -> tuple[int, int]:
         if values:
             print(f"{tag}: {where}: {len(values)} not delivered, e.g. {values[:3]}")
     if missing:
-        _dump_parts(run)
+        run.dump_threads()
     return sent_total, sent_total - missing
-
-
-def _dump_parts(run: Pipeline) -> None:
-    """Where each part of a pipeline that stopped delivering is (py-spy, if installed)."""
-    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
-    for role, process in run.processes.items():
-        if spy is None:
-            print(f"{role}: pid {process.pid} (install py-spy to see its threads)")
-            continue
-        dump = subprocess.run(
-            [spy, "dump", "--pid", str(process.pid)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        print(f"--- {role} (pid {process.pid})\n{dump.stdout}{dump.stderr}")
 
 
 def _duplicates(run: Pipeline) -> int:

@@ -3,8 +3,10 @@ a real `civsync` process on the real services, with tables and topics of its own
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -123,6 +125,23 @@ class Pipeline:
                 process.kill()
         self.processes.clear()
 
+    def dump_threads(self) -> None:
+        """Print where each part is (py-spy, if installed beside this interpreter): for a
+        pipeline that stopped delivering with nothing in its logs."""
+        spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        for role, process in self.processes.items():
+            if spy is None:
+                print(f"{role}: pid {process.pid} (install py-spy to see its threads)")
+                continue
+            dump = subprocess.run(
+                [spy, "dump", "--pid", str(process.pid)],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+            )
+            print(f"--- {role} (pid {process.pid})\n{dump.stdout}{dump.stderr}")
+
     def check_alive(self) -> None:
         dead = {role: p.returncode for role, p in self.processes.items() if p.poll() is not None}
         assert not dead, f"pipeline processes exited: {dead}"
@@ -161,7 +180,11 @@ class Pipeline:
             time.sleep(2.0)
             return topics.end_offsets(person_topic) == before and not self.disagreements()
 
-        wait_for(quiet, "the pipeline settles with both stores in agreement", timeout_s=timeout_s)
+        try:
+            wait_for(quiet, "the pipeline settles with the stores agreeing", timeout_s=timeout_s)
+        except AssertionError:
+            self.dump_threads()
+            raise
 
     def writes(self, store: str) -> list[tuple[str, bool]]:
         conn = self.civil if store == "civil" else self.population
