@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -39,6 +40,8 @@ from engine.errors import FatalError
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
+# how long past its own timeout a transactional call may block before it is abandoned
+_GRACE_S = 5.0
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
@@ -245,6 +248,7 @@ class TransactionalProducer(AvroProducer):
         config = {"transactional.id": transactional_id, "linger.ms": 50}
         super().__init__(kafka, registry, **config | overrides)
         self._timeout_s = timeout_s
+        self._stuck = False
         self._call(lambda: self._producer.init_transactions(timeout_s), "initialising transactions")
 
     def begin(self) -> None:
@@ -254,15 +258,20 @@ class TransactionalProducer(AvroProducer):
         """Commit the records produced since ``begin`` with the consumer ``offsets``; their
         delivery reports have been served when it returns."""
         timeout = self._timeout_s
-        self._call(
-            lambda: self._producer.send_offsets_to_transaction(offsets, group, timeout),
-            "sending offsets to the transaction",
-        )
+        if self._stuck:
+            raise KafkaRetriableError("a transactional call of this producer never returned")
+        doing = "sending offsets to the transaction"
+        sending = partial(self._producer.send_offsets_to_transaction, offsets, group, timeout)
+        if not _returns_within(partial(self._call, sending, doing), timeout + _GRACE_S):
+            self._stuck = True  # abandoned: the next producer's fencing aborts its transaction
+            raise KafkaRetriableError(f"{doing}: no answer after {timeout + _GRACE_S:.0f}s")
         self._call(lambda: self._producer.commit_transaction(timeout), "committing a transaction")
         self._producer.poll(0)
         self._failures.clear()
 
     def abort(self) -> None:
+        if self._stuck:  # a call is still blocked in librdkafka: this one would be refused
+            return
         self._failures.clear()
         timeout = self._timeout_s
         self._call(lambda: self._producer.abort_transaction(timeout), "aborting a transaction")
@@ -273,6 +282,33 @@ class TransactionalProducer(AvroProducer):
             operation()
         except KafkaException as exc:
             raise translate(exc, doing) from exc
+
+
+def _returns_within(operation: Callable[[], Any], seconds: float) -> bool:
+    """Run ``operation`` in a thread of its own; whether it returned within ``seconds`` (its
+    exception, if it raised one in time, is raised here).
+
+    For ``send_offsets_to_transaction``, which can block past its timeout when the group
+    coordinator goes away mid-transaction (librdkafka #5456, #5511: seen here after a
+    broker kill -9, the merger waited for minutes with nothing logged). A call that does not
+    return is left blocked in its daemon thread with its producer, which the caller abandons.
+    """
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            operation()
+        except BaseException as exc:  # handed to the caller's thread
+            raised.append(exc)
+
+    thread = threading.Thread(target=call, name="kafka-transactional-call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        return False
+    if raised:
+        raise raised[0]
+    return True
 
 
 class AvroDecoder:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
+from connectors.kafka import avro
+from connectors.kafka.avro import TransactionalProducer
 from connectors.kafka.errors import KafkaRetriableError, translate
 from connectors.postgres import StoreRejectedError, StoreUnavailableError, classify
 from engine.errors import FatalError, RetriableError
@@ -81,3 +86,64 @@ def test_postgres_errors_by_sqlstate(sqlstate: str, expected: type[Exception]) -
 
 def test_a_connection_failure_without_sqlstate_is_retriable() -> None:
     assert isinstance(classify(psycopg.OperationalError("gone"), "connecting"), RetriableError)
+
+
+class _Coordinator:
+    """librdkafka's transactional calls, as a stand-in: ``send_offsets_to_transaction``
+    blocks until ``answer`` is set (librdkafka #5456), or raises ``error``."""
+
+    def __init__(self, error: KafkaError | None = None) -> None:
+        self.answer, self.error, self.ended = threading.Event(), error, ""
+
+    def send_offsets_to_transaction(self, offsets: object, group: object, timeout: float) -> None:
+        if self.error is not None:
+            raise KafkaException(self.error)
+        self.answer.wait()
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.ended = "committed"
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.ended = "aborted"
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+
+def _producer(coordinator: _Coordinator, monkeypatch: pytest.MonkeyPatch) -> TransactionalProducer:
+    """A transactional producer over ``coordinator``, with a 0.1 s timeout and no grace."""
+    monkeypatch.setattr(avro, "_GRACE_S", 0.0)
+    producer = TransactionalProducer.__new__(TransactionalProducer)
+    producer._producer, producer._failures = coordinator, []  # type: ignore[assignment]
+    producer._timeout_s, producer._stuck = 0.1, False
+    return producer
+
+
+def test_a_transactional_call_that_never_returns_is_abandoned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    coordinator = _Coordinator()
+    producer = _producer(coordinator, monkeypatch)
+    started = time.monotonic()
+    with pytest.raises(KafkaRetriableError, match="sending offsets to the transaction"):
+        producer.commit([], None)
+    assert time.monotonic() - started < 5.0  # not blocked with the call
+    assert coordinator.ended == ""  # never committed after the offsets went missing
+    producer.abort()  # refused by librdkafka while a call is blocked: not attempted
+    assert coordinator.ended == ""
+    with pytest.raises(KafkaRetriableError, match="never returned"):
+        producer.commit([], None)  # abandoned for good: the part makes a new producer
+    coordinator.answer.set()
+
+
+def test_a_transactional_call_that_answers_commits_or_raises_its_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answering = _Coordinator()
+    answering.answer.set()
+    _producer(answering, monkeypatch).commit([], None)
+    assert answering.ended == "committed"
+    refusing = _Coordinator(KafkaError(KafkaError.NOT_COORDINATOR))
+    with pytest.raises(KafkaRetriableError, match="NOT_COORDINATOR"):
+        _producer(refusing, monkeypatch).commit([], None)
+    assert refusing.ended == ""
