@@ -16,7 +16,7 @@ from civsync.config import CivsyncSettings, load_settings
 from civsync.options import ConfigOption, MetricsHostOption, MetricsPortOption
 from connectors.capture import metrics as capture_metrics
 from connectors.capture import snapshot as snapshots
-from connectors.capture.publisher import ChangePublisher
+from connectors.capture.handoff import PublisherProcess, PublisherSpec
 from connectors.capture.slot import ReplicationSlot
 from connectors.capture.stream import CaptureConfig, CaptureStream, captured_tables, forget
 from connectors.postgres import Connection, connect
@@ -71,20 +71,26 @@ def run(
         signal.signal(signum, lambda *_: stop.set())
     serve_metrics(metrics_host, metrics_port, f"capture-{store}")
     with SchemaRegistry(settings.registry) as registry:
-        publisher = ChangePublisher(
+        spec = PublisherSpec(
             settings.kafka,
-            registry,
+            settings.registry,
             partitions=partitions or settings.merge.partitions,
             topic_prefix=settings.merge.topic_prefix,
             capture=settings.routed_capture(),
         )
+        separate = settings.capture.separate_publisher
+        publisher = PublisherProcess(spec) if separate else spec.build(registry)
         capture = CaptureConfig(
             store=store,
             slot=slot or slot_name(settings, store),
             tables=tuple(table or ()),
             snapshot_chunk=snapshot_chunk,
         )
-        CaptureStream(capture, store_settings, publisher).run(stop)
+        try:
+            CaptureStream(capture, store_settings, publisher).run(stop)
+        finally:
+            if isinstance(publisher, PublisherProcess):
+                publisher.close()
 
 
 def snapshot(

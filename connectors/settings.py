@@ -200,6 +200,11 @@ class CaptureSettings(_Frozen):
         pattern=r"^[a-z0-9_]{1,50}$",
         description="replication slots are named <slot_prefix>_<store> (they are per server)",
     )
+    separate_publisher: bool = Field(
+        default=False,
+        description="build, encode and produce events in a process of their own, on another"
+        " core, while capture reads and decodes (connectors/capture/handoff.py)",
+    )
 
     def route(self, store: str, schema: str, table: str) -> str | None:
         """The column that partitions ``store``'s ``schema.table``, if any."""

@@ -63,6 +63,28 @@ def events(store: str, table: str, op: str) -> Counter:
     return EVENTS.labels(store, table, op)
 
 
+def counted() -> dict[tuple[str, tuple[str, ...]], float]:
+    """The event and quarantine counters' values, by counter and labels: a publisher process
+    (``connectors.capture.handoff``) sends them to the capture process that serves /metrics."""
+    return {
+        (counter._name, tuple(sample.labels[n] for n in counter._labelnames)): sample.value
+        for counter in (EVENTS, QUARANTINED)
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def add_counted(
+    before: dict[tuple[str, tuple[str, ...]], float], now: dict[tuple[str, tuple[str, ...]], float]
+) -> None:
+    """Count here what a publisher process counted since its values were ``before``."""
+    counters = {counter._name: counter for counter in (EVENTS, QUARANTINED)}
+    for (name, labels), value in now.items():
+        if (grown := value - before.get((name, labels), 0.0)) > 0:
+            counters[name].labels(*labels).inc(grown)
+
+
 def record_step(part: str) -> None:
     """The main loop of ``part`` has just completed a step."""
     _last_step[part] = time.monotonic()

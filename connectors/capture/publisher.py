@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -124,6 +124,31 @@ class TableTopic:
             "unavailable": list(event.unavailable),
             "previous_key": None if event.previous_key is None else self.key(event.previous_key),
         }
+
+
+class Publisher(Protocol):
+    """What capture publishes through: ``ChangePublisher``, or the same in a process of its
+    own (``connectors.capture.handoff.PublisherProcess``)."""
+
+    published: int
+
+    def publish(self, event: ChangeEvent) -> None: ...
+
+    def quarantine(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        payload: str,
+        store: str | None = None,
+        table: str | None = None,
+        lsn: int | None = None,
+        txid: int | None = None,
+    ) -> None: ...
+
+    def flush(self, timeout_s: float = 60.0) -> None: ...
+
+    def renew(self) -> None: ...
 
 
 class ChangePublisher:

@@ -25,7 +25,7 @@ from connectors.capture.pgoutput import (
     MalformedChangeError,
     PgOutputDecoder,
 )
-from connectors.capture.publisher import ChangePublisher
+from connectors.capture.publisher import Publisher
 from connectors.capture.replication import Keepalive, ReplicationStream, StoreCatalog, XLogData
 from connectors.capture.slot import APPLY_ORIGINS, ReplicationSlot, ensure_apply_origins
 from connectors.capture.snapshot import IncrementalSnapshot
@@ -128,9 +128,7 @@ def captured_tables(conn: Connection, tables: tuple[str, ...]) -> list[str]:
 class CaptureStream:
     """Streams one store's committed changes into Kafka until ``stop`` is set."""
 
-    def __init__(
-        self, config: CaptureConfig, store: StoreSettings, publisher: ChangePublisher
-    ) -> None:
+    def __init__(self, config: CaptureConfig, store: StoreSettings, publisher: Publisher) -> None:
         self._config, self._store, self._publisher = config, store, publisher
         self._slot = ReplicationSlot(config.slot, config.tables)
 
@@ -177,7 +175,7 @@ class _Follow:
     slot: ReplicationSlot
     control: Connection
     stream: ReplicationStream
-    publisher: ChangePublisher
+    publisher: Publisher
     decoder: PgOutputDecoder
     snapshot: IncrementalSnapshot
     confirmed: int = 0

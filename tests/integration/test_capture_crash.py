@@ -4,6 +4,7 @@ carries the same event id both times."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
@@ -127,6 +128,75 @@ def test_kill_9_at_random_points_loses_nothing(
     changed = {key: ids for key, ids in seen.items() if len(ids) > 1 and key[0] != "r"}
     assert not changed, f"a redelivered change changed its id: {next(iter(changed.items()))}"
     assert len(writer.committed) > KILLS * 100
+
+
+def _publishers(pid: int) -> list[int]:
+    """The processes capture ``pid`` spawned to publish (not multiprocessing's own
+    resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            spawned = b"spawn_main" in (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue  # it ended meanwhile
+        if int(fields[1]) == pid and spawned:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _ended(pid: int, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_with_a_separate_publisher_kill_9_of_either_process_loses_nothing(
+    settings: CivsyncSettings,
+    registry: SchemaRegistry,
+    table: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``[capture] separate_publisher``: the publisher process killed (capture starts a new
+    one and reads again from the slot) or capture itself killed (its publisher ends too)."""
+    monkeypatch.setenv("CIVSYNC_CAPTURE__SEPARATE_PUBLISHER", "true")
+    rng = random.Random(15)  # noqa: S311 - kill timing, not cryptography
+    writer = Writer(settings, table)
+    writer.start()
+    try:
+        for _ in range(3):
+            process = capture_process(table)
+            time.sleep(rng.uniform(2.0, 3.0))
+            (publisher,) = _publishers(process.pid)
+            os.kill(publisher, signal.SIGKILL)  # capture goes on with a new publisher
+            time.sleep(rng.uniform(2.0, 3.0))
+            (publisher,) = _publishers(process.pid)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+            assert _ended(publisher), "the publisher process outlived its capture"
+    finally:
+        writer.stop.set()
+        writer.join(timeout=30)
+
+    final = capture_process(table)
+    try:
+        with connect(settings.civil, autocommit=True) as conn:
+            conn.execute(q("INSERT INTO {t} VALUES (-1, 0)", table))
+            writer.committed.add(("c", -1, 0))
+            wait_caught_up(conn, table)
+    finally:
+        final.send_signal(signal.SIGTERM)
+        assert final.wait(timeout=60) == 0
+
+    records = read_topic(settings, registry, topic_for("civil", "public", table))
+    seen: dict[tuple[str, int, int], set[str]] = defaultdict(set)
+    for value in records:
+        seen[(value["op"], value["after"]["id"], value["after"]["version"])].add(value["event_id"])
+    missing = writer.committed - seen.keys()
+    assert not missing, f"{len(missing)} committed changes never reached Kafka"
+    changed = {key: ids for key, ids in seen.items() if len(ids) > 1 and key[0] != "r"}
+    assert not changed, f"a redelivered change changed its id: {next(iter(changed.items()))}"
 
 
 SNAPSHOT_ROWS = 40_000

@@ -25,3 +25,15 @@ def test_health_is_503_until_the_loop_steps_then_200() -> None:
     assert _status(port) == 503
     metrics.record_step("unit-store")
     assert _status(port) == 200
+
+
+def test_a_publisher_process_counts_reach_the_capture_process_counters() -> None:
+    """What a publisher process counted since its last report is added here, once."""
+    events = metrics.events("civil", "public.counted_here", "c")
+    before = events._value.get()
+    key = ("civsync_capture_events", ("civil", "public.counted_here", "c"))
+    metrics.add_counted({}, {key: 5.0})
+    metrics.add_counted({key: 5.0}, {key: 7.0})
+    metrics.add_counted({key: 7.0}, {key: 7.0})
+    assert events._value.get() - before == 7.0
+    assert metrics.counted()[key] == before + 7.0
