@@ -6,7 +6,9 @@ shares (Nguyễn about 38 %), a middle name fitting the sex (never "Thị" for a
 names from Faker's vi_VN lists; a child has the father's family name. Birth years follow the
 population pyramid (rough shares by five-year band), not a uniform draw. PINs follow the
 layout of docs/design.md and are unique. Places are real units drawn by code from the
-published lists, every commune equally likely (the place data has no populations):
+published lists, weighted by population: the province with a probability proportional to
+its population as censusVN2009 gives it for the 2009 census (a 2025 province: that of the
+pre-2025 provinces merged into it), then any of its communes, each as likely as another;
 birthplaces from the pre-2025 list, or the 2025 list for births registered after the reform
 of 1 July 2025; residences from either list. People live in households of one to six, headed
 by an adult. About ``legacy`` of the records were digitised from paper books with gaps: the
@@ -38,7 +40,7 @@ from typing import Any, TypeVar
 from faker import Faker
 
 from connectors.merge.settings import BIRTH_FIELDS
-from connectors.place_data import place_map
+from connectors.place_data import place_map, province_population
 from engine.places import CodeList, Place, PlaceMap
 
 _T = TypeVar("_T")
@@ -146,6 +148,55 @@ class GeneratedPerson:
     reissue: PinReissue | None = None  # rows and acts hold the state before it
 
 
+@dataclass(frozen=True)
+class _PlaceDraw:
+    """Draws a commune code of one code list: a province by its population, then any of
+    its communes."""
+
+    provinces: tuple[str, ...]
+    cum_weights: tuple[int, ...]
+    codes: Mapping[str, tuple[str, ...]]  # by province code, sorted
+
+    def __call__(self, rng: random.Random) -> str:
+        province = rng.choices(self.provinces, cum_weights=self.cum_weights)[0]
+        return rng.choice(self.codes[province])
+
+
+def _place_draws(places: PlaceMap, populations: Mapping[str, int]) -> dict[CodeList, _PlaceDraw]:
+    """The draw of each code list: a pre-2025 province weighted by its population (by code,
+    ``populations``), a 2025 province by the sum of those of the pre-2025 provinces whose
+    units derive to it. Raises ``ValueError`` for a province without a population, or a
+    pre-2025 province whose units derive to more than one 2025 province."""
+    old = _by_province((code, s.province_code) for code, s in places.pre_2025.items())
+    new = _by_province((code, unit.province_code) for code, unit in places.current.items())
+    merged_into: dict[str, set[str]] = {}
+    for successors in places.pre_2025.values():
+        for unit in successors.units:
+            merged_into.setdefault(successors.province_code, set()).add(unit.province_code)
+    missing = sorted(set(old) - set(populations))
+    split = sorted(p for p, into in merged_into.items() if len(into) != 1)
+    if missing or split:
+        raise ValueError(f"provinces without a population {missing}, or split in 2025 {split}")
+    weights = {CodeList.PRE_2025: {p: populations[p] for p in old}}
+    weights[CodeList.Y2025] = dict.fromkeys(new, 0)
+    for province, (into,) in merged_into.items():
+        weights[CodeList.Y2025][into] += populations[province]
+    return {
+        code_list: _PlaceDraw(
+            tuple(codes), tuple(itertools.accumulate(weights[code_list][p] for p in codes)), codes
+        )
+        for code_list, codes in ((CodeList.PRE_2025, old), (CodeList.Y2025, new))
+    }
+
+
+def _by_province(pairs: Iterator[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+    """Codes by province code, both sorted, from (code, province code) pairs."""
+    by: dict[str, list[str]] = {}
+    for code, province in pairs:
+        by.setdefault(province, []).append(code)
+    return {province: tuple(sorted(by[province])) for province in sorted(by)}
+
+
 def place_value(place: Place) -> str:
     """The JSON of a place value as the stores keep it (``place`` domain)."""
     current = place.current
@@ -203,8 +254,10 @@ class Generator:
         self._mismatch, self._legacy = mismatch, legacy
         self._variants, self._reissued = variants, reissued
         self._places = places or place_map()
-        self._old_codes = sorted(self._places.pre_2025)
-        self._new_codes = sorted(self._places.current)
+        populations = province_population()["provinces"]
+        self._draws = _place_draws(
+            self._places, {p: r["population"] for p, r in populations.items()}
+        )
         self._pins: set[str] = set()
 
     def people(self, n: int) -> Iterator[GeneratedPerson]:
@@ -276,7 +329,7 @@ class Generator:
         commune = next((r for r in recorded if r["code_list"] == wanted), None)
         if commune is None and on >= REFORM:
             current = recorded[0]["current"]
-            code = current["ward_code"] if current else self._rng.choice(self._new_codes)
+            code = current["ward_code"] if current else self._draws[CodeList.Y2025](self._rng)
             commune = {"code": code, "code_list": wanted}
         commune = commune or recorded[0]
         return {
@@ -311,7 +364,7 @@ class Generator:
             "birth_date": born.isoformat(),
             "sex": sex,
             "place_of_birth": born_at,
-            "hometown": place_value(self._place(self._old_codes, CodeList.PRE_2025)),
+            "hometown": place_value(self._place(CodeList.PRE_2025)),
             "ethnicity": _weighted(rng, _ETHNICITIES),
             "nationality": "Việt Nam",
             "marital_status": "single",
@@ -467,19 +520,20 @@ class Generator:
         return "Kinh" if value != "Kinh" else "Mường"
 
     def residence(self) -> str:
-        """A residence place value: a pre-2025 or a 2025 unit, drawn by code."""
+        """A residence place value: a pre-2025 or a 2025 unit, drawn by population."""
         if self._rng.random() < _OLD_RESIDENCE_SHARE:
-            return place_value(self._place(self._old_codes, CodeList.PRE_2025))
-        return place_value(self._place(self._new_codes, CodeList.Y2025))
+            return place_value(self._place(CodeList.PRE_2025))
+        return place_value(self._place(CodeList.Y2025))
 
     def _birthplace(self, registered: date) -> Place:
         """Where a birth registered on ``registered`` was: a unit of the list then in force."""
         if registered >= REFORM:
-            return self._place(self._new_codes, CodeList.Y2025)
-        return self._place(self._old_codes, CodeList.PRE_2025)
+            return self._place(CodeList.Y2025)
+        return self._place(CodeList.PRE_2025)
 
-    def _place(self, codes: list[str], code_list: CodeList) -> Place:
-        code = self._rng.choice(codes)
+    def _place(self, code_list: CodeList) -> Place:
+        """A unit of ``code_list``, its province drawn by population, derived."""
+        code = self._draws[code_list](self._rng)
         if code_list is CodeList.Y2025:
             text = self._places.current[code].name
         else:

