@@ -83,7 +83,14 @@ _IDEMPOTENT = Grant(ResourceType.BROKER, CLUSTER, (AclOperation.IDEMPOTENT_WRITE
 
 
 def part_acls(part: str, merge: MergeSettings) -> list[Grant]:
-    """What ``part`` (one of ``KAFKA_PARTS``) may do, under ``merge``'s topic prefix."""
+    """What ``part`` (one of ``KAFKA_PARTS``) may do, under ``merge``'s topic prefix. Every
+    part may use ``read_to_end``'s throw-away consumer groups (a librdkafka consumer must
+    have a group, even one that only assigns partitions and commits nothing): what it reads
+    is then decided by its topics' ACLs alone."""
+    return [*_part_acls(part, merge), _group(READER_GROUPS, prefixed=True)]
+
+
+def _part_acls(part: str, merge: MergeSettings) -> list[Grant]:
     prefix, topics = merge.topic_prefix, MergeTopics(merge.topic_prefix)
     sources = [f"{prefix}.{store}." for store in STORES]
     own = [
@@ -108,7 +115,6 @@ def part_acls(part: str, merge: MergeSettings) -> list[Grant]:
             *(_topic(name, _R, _W, *_ENSURE) for name in own),
             quarantine_write,
             _group(merge.group),
-            _group(READER_GROUPS, prefixed=True),  # restoring its state from the changelog
             Grant(ResourceType.TRANSACTIONAL_ID, f"{merge.group}-", (_W, _D), prefixed=True),
             _IDEMPOTENT,
         ]
@@ -135,7 +141,6 @@ def part_acls(part: str, merge: MergeSettings) -> list[Grant]:
             *(_topic(source, _R, _D, prefixed=True) for source in sources),
             _topic(topics.person.name, _R, _D),
             *(_topic(name, _R, _W, *_ENSURE) for name in retries),
-            _group(READER_GROUPS, prefixed=True),
             _group(RETRY_GROUPS, prefixed=True),
             _IDEMPOTENT,
         ]
