@@ -45,6 +45,7 @@ from civsync.remap import remap as run_remap
 from civsync.runner import EngineProcesses, roles
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from civsync.status import Status, engine_status
+from connectors.kafka.security import ensure_users
 from connectors.migrations import ensure_roles
 from connectors.migrations import migrate as run_migrations
 from connectors.postgres import Connection, connect
@@ -321,6 +322,20 @@ def roles_command(
         with connect(owner) as conn:
             users = _ensure_roles(conn, settings, store)
         console.print(f"{store}: roles {', '.join(users)} ready")
+
+
+@app.command("kafka-users")
+def kafka_users_command(config: ConfigOption = None) -> None:
+    """As Kafka's administrator ([kafka]: admin over SASL_SSL, or the local broker's
+    PLAINTEXT listener): each part's SCRAM user ([kafka_users]), its password set again, and
+    exactly its ACLs (docs/security.md). Idempotent; run it after changing a password or
+    [merge] topic_prefix or group."""
+    settings = _settings(config)
+    done = ensure_users(settings.kafka, settings.kafka_users, settings.merge)
+    console.print(
+        f"kafka: users {', '.join(done.users)} ready;"
+        f" ACLs created {done.created}, stale ones deleted {done.deleted}"
+    )
 
 
 def _chosen(settings: CivsyncSettings, stores: list[str] | None) -> dict[str, StoreSettings]:

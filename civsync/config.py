@@ -25,6 +25,7 @@ from connectors.settings import (
     CaptureSettings,
     CivilStoreSettings,
     KafkaSettings,
+    KafkaUsersSettings,
     PopulationStoreSettings,
     RegistrySettings,
     RolesSettings,
@@ -52,6 +53,7 @@ class CivsyncSettings(BaseSettings):
     merge: MergeSettings = MergeSettings()
     capture: CaptureSettings = CaptureSettings()
     roles: RolesSettings = RolesSettings()
+    kafka_users: KafkaUsersSettings = KafkaUsersSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -85,6 +87,11 @@ class CivsyncSettings(BaseSettings):
         """``store`` as ``part`` (``capture``, ``sink_<store>``, ``reconcile``) reaches it:
         the store's endpoint and TLS settings, with the part's own user and password."""
         return self.stores()[store].as_role(self.roles.of(part))
+
+    def kafka_part(self, part: str) -> KafkaSettings:
+        """``[kafka]`` as ``part`` (a key of ``KAFKA_PARTS``) reaches it: the same cluster,
+        protocol, mechanism and CA, with the part's own SCRAM user."""
+        return self.kafka.as_user(self.kafka_users.of(part))
 
     def as_part(self, part: str) -> CivsyncSettings:
         """These settings with both stores reached as ``part`` (reconcile reads both)."""

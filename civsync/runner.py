@@ -15,7 +15,9 @@ Each part connects to the stores with its own role (``[roles]``, docs/security.m
 the parts start, ``start`` makes the roles, their grants and each capture's publication ready
 as the stores' owner (``connectors.migrations.ensure_roles``, as ``civsync migrate`` does),
 then gives each capture and sink its role's user and password in its environment. The
-merger connects to no store.
+merger connects to no store. When ``[kafka]`` logs in with SASL (``security_protocol =
+"SASL_SSL"``), ``start`` also makes each part's Kafka user and ACLs, as ``civsync
+kafka-users`` does, and gives each part its user in its environment.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import structlog
 
 from civsync.capture_cli import slot_name
 from civsync.config import CivsyncSettings, load_settings
+from connectors.kafka.security import ensure_users
 from connectors.migrations import ensure_roles
 from connectors.postgres import connect
 
@@ -108,14 +111,35 @@ def command(role: str, config: Path | None) -> list[str]:
 
 def part_env(settings: CivsyncSettings, role: str) -> dict[str, str]:
     """The environment that gives ``role`` its part's own login to the store it connects to
-    (``CIVSYNC_<STORE>__USER`` and ``__PASSWORD``); none for the merger."""
+    (``CIVSYNC_<STORE>__USER`` and ``__PASSWORD``; none for the merger), and, when
+    ``[kafka]`` logs in with SASL, its own Kafka user (``CIVSYNC_KAFKA__SASL_USERNAME`` and
+    ``__SASL_PASSWORD``, ``[kafka_users]``)."""
     kind, _, store = role.partition("-")
+    env = _kafka_env(settings, "merger" if kind == "merger" else f"{kind}_{store}")
     part = {"capture": "capture", "sink": f"sink_{store}"}.get(kind)
     if part is None:
-        return {}
+        return env
     login = settings.roles.of(part)
     prefix = f"CIVSYNC_{store.upper()}__"
-    return {f"{prefix}USER": login.user, f"{prefix}PASSWORD": login.password.get_secret_value()}
+    return env | {
+        f"{prefix}USER": login.user,
+        f"{prefix}PASSWORD": login.password.get_secret_value(),
+    }
+
+
+def kafka_sasl(settings: CivsyncSettings) -> bool:
+    """Whether civsync logs in to Kafka (SASL_SSL, or SASL_PLAINTEXT), each part as itself."""
+    return settings.kafka.security_protocol.upper().startswith("SASL")
+
+
+def _kafka_env(settings: CivsyncSettings, part: str) -> dict[str, str]:
+    if not kafka_sasl(settings):
+        return {}  # PLAINTEXT: local development, no users
+    user = settings.kafka_users.of(part)
+    return {
+        "CIVSYNC_KAFKA__SASL_USERNAME": user.user,
+        "CIVSYNC_KAFKA__SASL_PASSWORD": user.password.get_secret_value(),
+    }
 
 
 def _stop_with_parent() -> None:
@@ -151,7 +175,10 @@ class EngineProcesses:
 
     def prepare(self, settings: CivsyncSettings) -> None:
         """As each store's owner: the parts' roles, their grants, and the publication of the
-        slot this engine's capture reads (``--slot`` in ``extra``, or the settings')."""
+        slot this engine's capture reads (``--slot`` in ``extra``, or the settings'). With
+        SASL, as Kafka's administrator (``[kafka]``): the parts' users and ACLs."""
+        if kafka_sasl(settings):
+            ensure_users(settings.kafka, settings.kafka_users, settings.merge)
         for store, owner in settings.stores().items():
             args = self.extra.get(f"capture-{store}", [])
             slot = args[args.index("--slot") + 1] if "--slot" in args else None

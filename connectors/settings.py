@@ -27,6 +27,12 @@ class KafkaSettings(_Frozen):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = Field(
+        default=None,
+        description="the CA certificate the broker's TLS certificate is checked against "
+        "(librdkafka's ssl.ca.location; the local broker's is <run>/kafka/ca.crt); unset: "
+        "the system's CA store",
+    )
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         default="lz4",
         description="producers' compression.type: lz4 keeps compacted topics small; none "
@@ -46,7 +52,14 @@ class KafkaSettings(_Frozen):
             config["sasl.password"] = (
                 self.sasl_password.get_secret_value() if self.sasl_password else ""
             )
+        if self.ssl_ca_location is not None:
+            config["ssl.ca.location"] = str(self.ssl_ca_location)
         return config
+
+    def as_user(self, user: KafkaUserSettings) -> Self:
+        """This cluster reached with ``user``'s SCRAM login (``security_protocol`` and
+        ``sasl_mechanism`` as set here)."""
+        return self.model_copy(update={"sasl_username": user.user, "sasl_password": user.password})
 
 
 class RegistrySettings(_Frozen):
@@ -162,6 +175,72 @@ class RolesSettings(_Frozen):
     def in_store(self, store: str) -> dict[str, RoleSettings]:
         """The parts that connect to ``store``, with their roles."""
         return {part: self.of(part) for part, stores in PART_STORES.items() if store in stores}
+
+
+class KafkaUserSettings(_Frozen):
+    """One engine part's own SCRAM user on the Kafka cluster."""
+
+    user: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    password: SecretStr = Field(min_length=1)
+
+
+# The engine's parts (and the stewards) that log in to Kafka, each as a user of its own.
+KAFKA_PARTS = (
+    "capture_civil",
+    "capture_population",
+    "merger",
+    "sink_civil",
+    "sink_population",
+    "steward",
+)
+
+
+def _kafka_development(part: str) -> dict[str, Any]:
+    """A part's local development user: ``capture-civil``, password ``civsync-capture-civil``."""
+    user = part.replace("_", "-")
+    return {"user": user, "password": f"civsync-{user}"}
+
+
+class KafkaUsersSettings(_Frozen):
+    """Each part's SCRAM user on Kafka, created with its ACLs by ``civsync kafka-users``
+    (docs/security.md). The defaults are development passwords for the local broker: set
+    real ones elsewhere (``CIVSYNC_KAFKA_USERS__MERGER__PASSWORD``)."""
+
+    capture_civil: KafkaUserSettings = KafkaUserSettings(**_kafka_development("capture_civil"))
+    capture_population: KafkaUserSettings = KafkaUserSettings(
+        **_kafka_development("capture_population")
+    )
+    merger: KafkaUserSettings = KafkaUserSettings(**_kafka_development("merger"))
+    sink_civil: KafkaUserSettings = KafkaUserSettings(**_kafka_development("sink_civil"))
+    sink_population: KafkaUserSettings = KafkaUserSettings(**_kafka_development("sink_population"))
+    steward: KafkaUserSettings = KafkaUserSettings(**_kafka_development("steward"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _development_defaults(cls, data: Any) -> Any:
+        """A part given only its password (or its user) keeps the other's default."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            part: {**_kafka_development(part), **value} if isinstance(value, dict) else value
+            for part, value in data.items()
+        }
+
+    @model_validator(mode="after")
+    def _one_user_per_part(self) -> Self:
+        users = [self.of(part).user for part in KAFKA_PARTS]
+        if len(set(users)) != len(users):
+            raise ValueError(f"each part needs a Kafka user of its own, not {users}")
+        if "admin" in users:
+            raise ValueError("admin is the broker's super user, not a part's")
+        return self
+
+    def of(self, part: str) -> KafkaUserSettings:
+        """The user of ``part`` (one of ``KAFKA_PARTS``)."""
+        if part not in KAFKA_PARTS:
+            raise ValueError(f"no Kafka part {part!r}; the parts are {sorted(KAFKA_PARTS)}")
+        user: KafkaUserSettings = getattr(self, part)
+        return user
 
 
 class CivilStoreSettings(StoreSettings):

@@ -88,6 +88,8 @@ class LocalServices:
                 service.process.wait_healthy(service.healthy, START_TIMEOUT_S)
                 timings[name] = time.monotonic() - started
                 progress(f"{name} healthy after {timings[name]:.1f}s")
+            if self.kafka().ensure_admin():  # a broker formatted before it had one
+                progress("gave Kafka's admin user its SCRAM password")
         return timings
 
     def down(self, progress: Callable[[str], None] = lambda _: None) -> None:

@@ -1,19 +1,46 @@
-"""A single-node Apache Kafka broker in KRaft mode, from Maven Central jars, on loopback."""
+"""A single-node Apache Kafka broker in KRaft mode, from Maven Central jars, on loopback.
+
+Two client listeners (docs/security.md, Kafka):
+
+- ``PLAINTEXT`` on ``port``, for explicit local development only: no TLS, no login; its
+  clients are ``User:ANONYMOUS``, a super user, so every test, the demo and the benchmarks
+  work as before. Never expose it beyond loopback.
+- ``SASL_SSL`` on ``port + 2`` (``port + 1`` is the controller's): TLS with a certificate
+  made once in ``<root>/tls`` (clients verify it with ``<root>/ca.crt`` as their
+  ``ssl.ca.location``) and SCRAM-SHA-512 logins. ``admin`` (password in ``<root>/admin.password``,
+  mode 0600) is a super user, created when the storage is formatted; every other user and
+  its ACLs come from ``civsync kafka-users`` (``connectors.kafka.security``).
+
+The StandardAuthorizer checks every request; with ``allow.everyone.if.no.acl.found=false``
+a user may do only what an ACL allows it.
+"""
 
 from __future__ import annotations
 
 import base64
+import secrets
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from civsync.services.maven import Artifact, resolve
-from civsync.services.process import ManagedProcess, require_free_port, run_checked
+from civsync.services.process import LauncherError, ManagedProcess, require_free_port, run_checked
+from civsync.services.tls import self_signed, write_private
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
+ADMIN_USER = "admin"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+SCRAM_ITERATIONS = 8192  # Kafka's minimum for SCRAM-SHA-512 is 4096
+STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 
 _ARTIFACTS = [
     Artifact("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
@@ -52,8 +79,40 @@ class KafkaService:
         return self.port + 1
 
     @property
+    def secure_port(self) -> int:
+        """The SASL_SSL listener's port."""
+        return self.port + 2
+
+    @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        return f"{self.host}:{self.secure_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The broker's self-signed certificate, for clients' ``ssl.ca.location``."""
+        return self.root / "ca.crt"
+
+    @property
+    def keystore(self) -> Path:
+        """The broker's key and certificate (PEM, mode 0600), its ``ssl.keystore.location``."""
+        return self.root / "tls" / "server.pem"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.root / "admin.password"
+
+    def admin_password(self) -> str:
+        """The ``admin`` user's SCRAM password, made when the storage was first formatted."""
+        if not self.admin_password_file.is_file():
+            raise LauncherError(
+                f"no Kafka admin password in {self.admin_password_file}: start the broker "
+                "with `civsync services up` first"
+            )
+        return self.admin_password_file.read_text().strip()
 
     @property
     def process(self) -> ManagedProcess:
@@ -64,9 +123,12 @@ class KafkaService:
     def start(self) -> None:
         require_free_port("Kafka", self.host, self.port)
         require_free_port("Kafka's controller", self.host, self.controller_port)
+        require_free_port("Kafka's SASL_SSL listener", self.host, self.secure_port)
         dist = resolve(f"kafka-{KAFKA_VERSION}", _ARTIFACTS, self.root / f"dist-{KAFKA_VERSION}")
+        self._ensure_tls()
         config = self._write_config()
         if not (self.root / "data" / "meta.properties").is_file():
+            password = self._new_admin_password()
             run_checked(
                 [
                     *self._java(dist),
@@ -76,10 +138,48 @@ class KafkaService:
                     _cluster_id(),
                     "--config",
                     str(config),
+                    "--add-scram",
+                    f"{SCRAM_MECHANISM}=[name={ADMIN_USER},password={password}]",
                 ],
                 what="formatting Kafka's KRaft storage",
             )
         self.process.start([*self._java(dist), "kafka.Kafka", str(config)])
+
+    def ensure_admin(self) -> bool:
+        """Give ``admin`` its SCRAM credential over the PLAINTEXT listener (as ANONYMOUS, a
+        super user) on a broker whose storage was formatted before it had one; True if it
+        was missing. A running, healthy broker only."""
+        if self.admin_password_file.is_file():
+            return False
+        password = secrets.token_hex(24)
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
+        upsert = UserScramCredentialUpsertion(ADMIN_USER, info, password.encode())
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout=30)
+        self._keep_admin_password(password)
+        return True
+
+    def _new_admin_password(self) -> str:
+        """A new random password for ``admin``, kept in the run dir; hex, so that it needs no
+        quoting in ``--add-scram``."""
+        password = secrets.token_hex(24)
+        self._keep_admin_password(password)
+        return password
+
+    def _keep_admin_password(self, password: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_private(self.admin_password_file, password.encode() + b"\n")
+
+    def _ensure_tls(self) -> None:
+        """The broker's key and self-signed certificate, made once; ``ca.crt`` its copy."""
+        if not self.keystore.is_file():
+            self.keystore.parent.mkdir(parents=True, exist_ok=True)
+            self.keystore.parent.chmod(0o700)
+            key_pem, cert_pem = self_signed(self.host, "civsync local Kafka broker")
+            write_private(self.keystore, key_pem + cert_pem)
+            (self.keystore.parent / "server.crt").write_bytes(cert_pem)
+        shutil.copyfile(self.keystore.parent / "server.crt", self.ca_file)
 
     def healthy(self) -> bool:
         admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
@@ -112,10 +212,25 @@ class KafkaService:
                     "node.id=1",
                     f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
                     f"listeners=PLAINTEXT://{self.host}:{self.port},"
-                    f"CONTROLLER://{self.host}:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                    f"CONTROLLER://{self.host}:{self.controller_port},"
+                    f"SASL_SSL://{self.host}:{self.secure_port}",
+                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.port},"
+                    f"SASL_SSL://{self.host}:{self.secure_port}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "listener.security.protocol.map="
+                    "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    # SCRAM-SHA-512 over TLS for every civsync user (docs/security.md)
+                    f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+                    f"listener.name.sasl_ssl.sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+                    f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config="
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                    "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+                    f"listener.name.sasl_ssl.ssl.keystore.location={self.keystore}",
+                    # every request authorised; PLAINTEXT and the controller are ANONYMOUS
+                    f"authorizer.class.name={STANDARD_AUTHORIZER}",
+                    "allow.everyone.if.no.acl.found=false",
+                    f"super.users=User:{ADMIN_USER};User:ANONYMOUS",
                     f"log.dirs={self.root / 'data'}",
                     "auto.create.topics.enable=false",
                     "offsets.topic.replication.factor=1",

@@ -19,19 +19,14 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal
 
 import psycopg
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from psycopg import sql
 
 from civsync.services.process import LauncherError, require_free_port, run_checked
+from civsync.services.tls import self_signed
 from connectors.settings import StoreSettings
 
 MIN_PG_MAJOR = 15
@@ -49,7 +44,6 @@ _SERVER_SETTINGS = {
     "log_min_error_statement": "panic",
 }
 _TLS_SETTING = "ssl = on  # civsync local launcher: server.crt and server.key in the data dir\n"
-_CERTIFICATE_DAYS = 3650
 _HBA = """# Written by civsync's local launcher at each start: edits here are overwritten.
 # SCRAM-SHA-256 passwords; every role but the owner over TLS; physical replication (a copy
 # of the whole cluster) for the owner only. Capture streams its logical slot over a
@@ -131,7 +125,7 @@ class PostgresService:
         a running server takes them at its next ``reload``."""
         key, cert = self.data_dir / "server.key", self.data_dir / "server.crt"
         if not (key.is_file() and cert.is_file()):
-            key_pem, cert_pem = _self_signed(self.store.host, self.name)
+            key_pem, cert_pem = self_signed(self.store.host, f"civsync {self.name} store")
             # PostgreSQL refuses a key others can read; it never is, not even for a moment
             with os.fdopen(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
                 out.write(key_pem)
@@ -205,51 +199,6 @@ class PostgresService:
                 conn.execute(
                     sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.store.dbname))
                 )
-
-
-def _self_signed(host: str, name: str) -> tuple[bytes, bytes]:
-    """A new key and a self-signed certificate (PEM) for a local store served on ``host``:
-    its own CA, so that ``sslmode=verify-full`` can check it against itself."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"civsync {name} store")])
-    try:
-        address: x509.GeneralName = x509.IPAddress(ip_address(host))
-    except ValueError:
-        address = x509.DNSName(host)
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=_CERTIFICATE_DAYS))
-        .add_extension(x509.SubjectAlternativeName([address, x509.DNSName("localhost")]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
 
 
 def cluster_root(run_dir: Path, name: str) -> Path:

@@ -15,7 +15,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
-from connectors.kafka.errors import KafkaFatalError, translate
+from connectors.kafka.errors import KafkaFatalError, KafkaOperationError, RefusalWatch
 from connectors.settings import KafkaSettings
 
 FOREVER = -1
@@ -61,8 +61,13 @@ class TopicAdmin:
     """Creates, inspects and deletes topics on the cluster given by ``settings``."""
 
     def __init__(self, settings: KafkaSettings, timeout_s: float = 30.0) -> None:
-        self._admin = AdminClient(settings.client_config())
+        self._watch = RefusalWatch()  # a refused login or certificate: fatal, said clearly
+        self._admin = AdminClient(settings.client_config() | {"error_cb": self._watch})
         self._timeout_s = timeout_s
+
+    def _translate(self, error: KafkaException, doing: str) -> KafkaOperationError:
+        self._admin.poll(0)  # serve the error callbacks the failed operation left queued
+        return self._watch.translate(error, doing)
 
     def ensure(self, specs: list[TopicSpec]) -> list[str]:
         """Create the missing topics; names created. An existing topic must match its spec."""
@@ -84,7 +89,7 @@ class TopicAdmin:
                 future.result(timeout=self._timeout_s)
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise translate(exc, f"creating topic {name}") from exc
+                    raise self._translate(exc, f"creating topic {name}") from exc
         for spec in specs:
             self._check_matches(spec)
         return [spec.name for spec in missing]
@@ -93,7 +98,7 @@ class TopicAdmin:
         try:
             metadata = self._admin.list_topics(timeout=self._timeout_s)
         except KafkaException as exc:
-            raise translate(exc, "listing topics") from exc
+            raise self._translate(exc, "listing topics") from exc
         return {name for name in metadata.topics if not name.startswith("__")}
 
     def describe(self, name: str) -> TopicState:
@@ -107,7 +112,7 @@ class TopicAdmin:
             except KafkaException as exc:
                 settling = exc.args[0].code() in _SETTLING
                 if not settling or time.monotonic() > deadline:
-                    raise translate(exc, f"describing topic {name}") from exc
+                    raise self._translate(exc, f"describing topic {name}") from exc
                 time.sleep(0.2)
         replicas = {len(p.replicas) for p in topic.partitions.values()}
         return TopicState(
@@ -131,7 +136,7 @@ class TopicAdmin:
         try:
             return str(future.result(self._timeout_s).topic_id)
         except KafkaException as exc:
-            raise translate(exc, f"describing {name}") from exc
+            raise self._translate(exc, f"describing {name}") from exc
 
     def end_offsets(self, name: str) -> int:
         """The sum of the topic's partition end offsets: it grows whenever anything is written."""
@@ -151,7 +156,7 @@ class TopicAdmin:
             except KafkaException as exc:
                 settling = exc.args[0].code() in _SETTLING
                 if not settling or time.monotonic() > deadline:
-                    raise translate(exc, f"reading the end offsets of {name}") from exc
+                    raise self._translate(exc, f"reading the end offsets of {name}") from exc
                 time.sleep(0.2)
 
     def group_progress(self, group: str) -> tuple[int, int]:
@@ -181,7 +186,7 @@ class TopicAdmin:
                 for tp, f in ends.items()
             }
         except KafkaException as exc:
-            raise translate(exc, f"reading the lag of consumer group {group}") from exc
+            raise self._translate(exc, f"reading the lag of consumer group {group}") from exc
 
     def group_members(self, group: str) -> int:
         """How many consumers are in ``group`` now."""
@@ -189,7 +194,7 @@ class TopicAdmin:
             described = self._admin.describe_consumer_groups([group])[group]
             return len(described.result(self._timeout_s).members)
         except KafkaException as exc:
-            raise translate(exc, f"describing consumer group {group}") from exc
+            raise self._translate(exc, f"describing consumer group {group}") from exc
 
     def written_since(self, name: str, since_ms: int) -> int:
         """Records (and transaction markers) written to topic ``name`` since ``since_ms``."""
@@ -199,7 +204,7 @@ class TopicAdmin:
             found = self._admin.list_offsets({TopicPartition(name, p): spec for p in ends})
             firsts = {tp.partition: f.result(self._timeout_s).offset for tp, f in found.items()}
         except KafkaException as exc:
-            raise translate(exc, f"reading the offsets of {name}") from exc
+            raise self._translate(exc, f"reading the offsets of {name}") from exc
         # -1: nothing written since then
         return sum(end - firsts[p] for p, end in ends.items() if firsts[p] >= 0)
 
@@ -209,7 +214,7 @@ class TopicAdmin:
         try:
             committed = found.result(self._timeout_s).topic_partitions or []
         except KafkaException as exc:
-            raise translate(exc, f"reading the offsets of consumer group {group}") from exc
+            raise self._translate(exc, f"reading the offsets of consumer group {group}") from exc
         return {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
 
     def delete(self, names: list[str]) -> None:
@@ -220,7 +225,7 @@ class TopicAdmin:
                 future.result(timeout=self._timeout_s)
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    raise translate(exc, f"deleting topic {name}") from exc
+                    raise self._translate(exc, f"deleting topic {name}") from exc
 
     def _check_matches(self, spec: TopicSpec) -> None:
         state = self.describe(spec.name)

@@ -63,6 +63,53 @@ _REFUSED = frozenset(  # retrying cannot change the broker's answer to these
 )
 
 
+# What a broker does to a client it will not talk to: a refused login, a TLS handshake that
+# fails (a certificate the client cannot verify). librdkafka reports these only to the
+# client's error callback, and keeps trying: the operation itself just times out.
+_CONNECTION_REFUSED = frozenset(
+    {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL}
+)
+
+
+class RefusalWatch:
+    """A client's ``error_cb``: remembers the broker refusing the client's login or TLS
+    connection, so that an operation that then times out says why, as a fatal error
+    (retrying with the same credentials or CA cannot help), instead of waiting for a broker
+    that is there."""
+
+    def __init__(self) -> None:
+        self.refusal: KafkaError | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() in _CONNECTION_REFUSED:
+            self.refusal = error
+        else:
+            log.debug("kafka client error", error=error.str())
+
+    def translate(self, error: KafkaError | KafkaException, doing: str) -> KafkaOperationError:
+        """``translate``, unless the broker refused this client: then that, fatal."""
+        translated = translate(error, doing)
+        if isinstance(translated, KafkaRetriableError) and self.refusal is not None:
+            return self.refused(doing)
+        return translated
+
+    def timed_out(self, doing: str, timeout_s: float) -> KafkaOperationError:
+        if self.refusal is not None:
+            return self.refused(doing)
+        return KafkaRetriableError(f"{doing}: no answer from Kafka within {timeout_s:.0f}s")
+
+    def refused(self, doing: str) -> KafkaFatalError:
+        assert self.refusal is not None  # noqa: S101 - only called once one was seen
+        error = self.refusal
+        if error.code() == KafkaError._SSL:
+            what = "TLS connection (is [kafka] ssl_ca_location the broker's CA?)"
+        else:
+            what = "login (check [kafka] sasl_username, sasl_password and sasl_mechanism)"
+        return KafkaFatalError(
+            f"{doing}: the broker refused this client's {what}: {error.name()} ({error.str()})"
+        )
+
+
 def translate(error: KafkaError | KafkaException, doing: str) -> KafkaOperationError:
     """The civsync error for a librdkafka error met while ``doing`` something."""
     kafka_error = error.args[0] if isinstance(error, KafkaException) else error

@@ -1,0 +1,129 @@
+"""Kafka security without a broker: the settings, the ACLs each part gets, the environment
+``civsync run`` gives a part, and the local broker's listeners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
+
+from civsync.config import load_settings
+from civsync.runner import part_env
+from civsync.services.kafka import KafkaService
+from connectors.kafka.security import acl_bindings, part_acls
+from connectors.merge.settings import MergeSettings
+from connectors.quarantine import QUARANTINE_TOPIC
+from connectors.settings import KAFKA_PARTS, KafkaUsersSettings
+from engine.errors import ConfigError
+
+MERGE = MergeSettings(topic_prefix="p", group="p-merger")
+
+
+def _allowed(part: str, operation: AclOperation, topic: str) -> bool:
+    """Whether ``part``'s ACLs allow ``operation`` on ``topic``."""
+    for grant in part_acls(part, MERGE):
+        if grant.resource != ResourceType.TOPIC or operation not in grant.operations:
+            continue
+        if topic == grant.name or (grant.prefixed and topic.startswith(grant.name)):
+            return True
+    return False
+
+
+def test_each_part_writes_only_its_own_topics() -> None:
+    writers = {
+        "p.civil.public.person": {"capture_civil"},
+        "p.population.public.citizen": {"capture_population"},
+        "p.person": {"merger"},
+        "p.merge.state": {"merger"},
+        "p.conflicts": {"merger"},
+        "p.merge.edits": {"merger", "steward"},
+        "p.sink.civil.retry": {"steward"},
+        QUARANTINE_TOPIC: {"capture_civil", "capture_population", "merger"}
+        | {"sink_civil", "sink_population"},
+    }
+    for topic, parts in writers.items():
+        assert {p for p in KAFKA_PARTS if _allowed(p, AclOperation.WRITE, topic)} == parts, topic
+
+
+def test_only_the_steward_reads_the_quarantine() -> None:
+    assert [p for p in KAFKA_PARTS if _allowed(p, AclOperation.READ, QUARANTINE_TOPIC)] == [
+        "steward"
+    ]
+    readers = {p for p in KAFKA_PARTS if _allowed(p, AclOperation.READ, "p.person")}
+    assert readers == {"merger", "sink_civil", "sink_population", "steward"}
+    assert not _allowed("capture_civil", AclOperation.READ, "p.civil.public.person")
+    assert _allowed("merger", AclOperation.READ, "p.population.public.citizen")
+
+
+def test_the_merger_has_its_group_and_transactional_ids() -> None:
+    grants = {(g.resource, g.name, g.prefixed) for g in part_acls("merger", MERGE)}
+    assert (ResourceType.GROUP, "p-merger", False) in grants
+    assert (ResourceType.TRANSACTIONAL_ID, "p-merger-", True) in grants
+    sink = {(g.resource, g.name) for g in part_acls("sink_civil", MERGE)}
+    assert (ResourceType.GROUP, "p-sink-civil") in sink
+    assert (ResourceType.GROUP, "p-merger") not in sink
+
+
+def test_bindings_name_each_part_by_its_user() -> None:
+    users = KafkaUsersSettings(merger={"user": "m1"})
+    bindings = acl_bindings(users, MERGE)
+    principals = {b.principal for b in bindings}
+    assert "User:m1" in principals
+    assert "User:merger" not in principals
+    assert len(principals) == len(KAFKA_PARTS)
+    assert {b.resource_pattern_type for b in bindings} <= {
+        ResourcePatternType.LITERAL,
+        ResourcePatternType.PREFIXED,
+    }
+
+
+def test_kafka_users_come_from_the_environment_and_stay_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CIVSYNC_KAFKA_USERS__MERGER__PASSWORD", "s3cret-merger")
+    monkeypatch.setenv("CIVSYNC_KAFKA__SSL_CA_LOCATION", "/etc/civsync/kafka-ca.crt")
+    settings = load_settings()
+    assert settings.kafka_users.merger.user == "merger"
+    assert settings.kafka_users.merger.password.get_secret_value() == "s3cret-merger"
+    assert "s3cret-merger" not in repr(settings)
+    merger = settings.kafka_part("merger")
+    config = merger.client_config()
+    assert config["ssl.ca.location"] == "/etc/civsync/kafka-ca.crt"
+    assert (merger.sasl_username, config["security.protocol"]) == ("merger", "PLAINTEXT")
+
+
+def test_two_parts_may_not_share_a_kafka_user() -> None:
+    with pytest.raises(ConfigError, match="a Kafka user of its own"):
+        load_settings(kafka_users={"sink_civil": {"user": "merger"}})
+    with pytest.raises(ConfigError, match="super user"):
+        load_settings(kafka_users={"steward": {"user": "admin"}})
+
+
+def test_run_gives_each_part_its_kafka_user_only_with_sasl() -> None:
+    plain = load_settings()
+    assert "CIVSYNC_KAFKA__SASL_USERNAME" not in part_env(plain, "merger")
+    secure = load_settings(
+        kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"},
+        kafka_users={"sink_civil": {"password": "sink-pw"}},
+    )
+    assert part_env(secure, "merger-1")["CIVSYNC_KAFKA__SASL_USERNAME"] == "merger"
+    env = part_env(secure, "sink-civil")
+    assert env["CIVSYNC_KAFKA__SASL_USERNAME"] == "sink-civil"
+    assert env["CIVSYNC_KAFKA__SASL_PASSWORD"] == "sink-pw"  # noqa: S105
+    assert env["CIVSYNC_CIVIL__USER"] == "civsync_sink_civil"  # the store's role, as before
+    assert part_env(secure, "capture-population")["CIVSYNC_KAFKA__SASL_USERNAME"] == (
+        "capture-population"
+    )
+
+
+def test_the_local_broker_listens_in_clear_and_over_sasl_ssl(tmp_path: Path) -> None:
+    kafka = KafkaService(tmp_path / "kafka", "127.0.0.1", 29092)
+    config = kafka._write_config().read_text()
+    assert (kafka.controller_port, kafka.secure_port) == (29093, 29094)
+    assert "SASL_SSL://127.0.0.1:29094" in config
+    assert "PLAINTEXT://127.0.0.1:29092" in config
+    assert "org.apache.kafka.metadata.authorizer.StandardAuthorizer" in config
+    assert "allow.everyone.if.no.acl.found=false" in config
+    assert "super.users=User:admin;User:ANONYMOUS" in config
+    assert f"ssl.keystore.location={kafka.keystore}" in config
