@@ -8,7 +8,7 @@ Defaults point at the local launcher's loopback ports (see ``civsync.services``)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
@@ -137,33 +137,54 @@ def _development(part: str) -> dict[str, Any]:
     return {"user": f"civsync_{part}", "password": f"civsync-{part}"}
 
 
-class RolesSettings(_Frozen):
-    """Each engine part's login role, created by ``civsync migrate`` (docs/security.md). The
-    defaults are development passwords for the local stores: set real ones elsewhere
-    (``CIVSYNC_ROLES__CAPTURE__PASSWORD``)."""
+class _PartLogins(_Frozen):
+    """One login per part (a field each): a part given only its password (or its user) keeps
+    the other's development default, and no two parts share a user."""
 
-    capture: RoleSettings = RoleSettings(**_development("capture"))
-    sink_civil: RoleSettings = RoleSettings(**_development("sink_civil"))
-    sink_population: RoleSettings = RoleSettings(**_development("sink_population"))
-    reconcile: RoleSettings = RoleSettings(**_development("reconcile"))
+    PARTS: ClassVar[tuple[str, ...]] = ()
+    RESERVED: ClassVar[frozenset[str]] = frozenset()  # users no part may have
+    LOGIN: ClassVar[str] = "user"  # what a login is called in errors
+
+    @staticmethod
+    def development(part: str) -> dict[str, Any]:
+        """``part``'s development login (user and password)."""
+        raise NotImplementedError
 
     @model_validator(mode="before")
     @classmethod
     def _development_defaults(cls, data: Any) -> Any:
-        """A part given only its password (or its user) keeps the other's default."""
         if not isinstance(data, dict):
             return data
         return {
-            part: {**_development(part), **value} if isinstance(value, dict) else value
+            part: {**cls.development(part), **value} if isinstance(value, dict) else value
             for part, value in data.items()
         }
 
     @model_validator(mode="after")
     def _one_user_per_part(self) -> Self:
-        users = [self.of(part).user for part in PART_STORES]
+        users = [getattr(self, part).user for part in self.PARTS]
         if len(set(users)) != len(users):
-            raise ValueError(f"each part needs a user of its own, not {users}")
+            raise ValueError(f"each part needs a {self.LOGIN} of its own, not {users}")
+        if reserved := sorted(self.RESERVED.intersection(users)):
+            raise ValueError(f"{', '.join(reserved)}: not a part's user (the super user's)")
         return self
+
+
+class RolesSettings(_PartLogins):
+    """Each engine part's login role, created by ``civsync migrate`` (docs/security.md). The
+    defaults are development passwords for the local stores: set real ones elsewhere
+    (``CIVSYNC_ROLES__CAPTURE__PASSWORD``)."""
+
+    PARTS: ClassVar[tuple[str, ...]] = tuple(PART_STORES)
+
+    @staticmethod
+    def development(part: str) -> dict[str, Any]:
+        return _development(part)
+
+    capture: RoleSettings = RoleSettings(**_development("capture"))
+    sink_civil: RoleSettings = RoleSettings(**_development("sink_civil"))
+    sink_population: RoleSettings = RoleSettings(**_development("sink_population"))
+    reconcile: RoleSettings = RoleSettings(**_development("reconcile"))
 
     def of(self, part: str) -> RoleSettings:
         """The role of ``part`` (a key of ``PART_STORES``)."""
@@ -201,10 +222,18 @@ def _kafka_development(part: str) -> dict[str, Any]:
     return {"user": user, "password": f"civsync-{user}"}
 
 
-class KafkaUsersSettings(_Frozen):
+class KafkaUsersSettings(_PartLogins):
     """Each part's SCRAM user on Kafka, created with its ACLs by ``civsync kafka-users``
     (docs/security.md). The defaults are development passwords for the local broker: set
     real ones elsewhere (``CIVSYNC_KAFKA_USERS__MERGER__PASSWORD``)."""
+
+    PARTS: ClassVar[tuple[str, ...]] = KAFKA_PARTS
+    RESERVED: ClassVar[frozenset[str]] = frozenset({"admin"})
+    LOGIN: ClassVar[str] = "Kafka user"
+
+    @staticmethod
+    def development(part: str) -> dict[str, Any]:
+        return _kafka_development(part)
 
     capture_civil: KafkaUserSettings = KafkaUserSettings(**_kafka_development("capture_civil"))
     capture_population: KafkaUserSettings = KafkaUserSettings(
@@ -214,26 +243,6 @@ class KafkaUsersSettings(_Frozen):
     sink_civil: KafkaUserSettings = KafkaUserSettings(**_kafka_development("sink_civil"))
     sink_population: KafkaUserSettings = KafkaUserSettings(**_kafka_development("sink_population"))
     steward: KafkaUserSettings = KafkaUserSettings(**_kafka_development("steward"))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _development_defaults(cls, data: Any) -> Any:
-        """A part given only its password (or its user) keeps the other's default."""
-        if not isinstance(data, dict):
-            return data
-        return {
-            part: {**_kafka_development(part), **value} if isinstance(value, dict) else value
-            for part, value in data.items()
-        }
-
-    @model_validator(mode="after")
-    def _one_user_per_part(self) -> Self:
-        users = [self.of(part).user for part in KAFKA_PARTS]
-        if len(set(users)) != len(users):
-            raise ValueError(f"each part needs a Kafka user of its own, not {users}")
-        if "admin" in users:
-            raise ValueError("admin is the broker's super user, not a part's")
-        return self
 
     def of(self, part: str) -> KafkaUserSettings:
         """The user of ``part`` (one of ``KAFKA_PARTS``)."""
