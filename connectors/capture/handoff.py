@@ -19,6 +19,7 @@ parent (the pipe closes), and its counters are sent with each report, so the par
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import pickle
 from collections.abc import Callable
@@ -151,36 +152,35 @@ def _serve(pipe: Connection, spec: PublisherSpec) -> None:
     """The child: publish what arrives, in order; answer each request with the first error
     since the last answer, the counts, and the counters. Ends when the parent's end closes."""
     registry = SchemaRegistry(spec.registry)
-    publisher: ChangePublisher | None = None
-    error: BaseException | None = None
     try:
         publisher = spec.build(registry)
-    except Exception as exc:  # reported to the parent with "ready"
-        error = exc
-    operations: dict[str, Callable[[Any], None]] = {}
-    if publisher is not None:
-        operations = {
-            "publish": publisher.publish,
-            "quarantine": lambda args: publisher.quarantine(args[0], args[1], **args[2]),
-            "flush": publisher.flush,
-            "ready": lambda _: None,
-        }
-    while True:
-        try:
-            batch = pipe.recv()
-        except (EOFError, OSError):
-            break  # the parent is gone, or renewed its publisher
-        for kind, item in batch:
-            if error is None:
-                try:
-                    operations[kind](item)
-                except Exception as exc:  # raised again in the parent
-                    error = exc
-            if kind in ("flush", "ready"):
-                published = publisher.published if publisher else 0
-                quarantined = publisher.quarantined if publisher else 0
-                pipe.send((_portable(error), published, quarantined, metrics.counted()))
-                error = None
+    except Exception as exc:  # told to the parent, which starts another child
+        with contextlib.suppress(EOFError, OSError):
+            pipe.recv()  # "ready"
+            pipe.send((_portable(exc), 0, 0, {}))
+        registry.close()
+        return
+    operations: dict[str, Callable[[Any], None]] = {
+        "publish": publisher.publish,
+        "quarantine": lambda args: publisher.quarantine(args[0], args[1], **args[2]),
+        "flush": publisher.flush,
+        "ready": lambda _: None,
+    }
+    error: BaseException | None = None
+    try:
+        while True:
+            for kind, item in pipe.recv():
+                if error is None:
+                    try:
+                        operations[kind](item)
+                    except Exception as exc:  # raised again in the parent
+                        error = exc
+                if kind in ("flush", "ready"):
+                    counts = (publisher.published, publisher.quarantined, metrics.counted())
+                    pipe.send((_portable(error), *counts))
+                    error = None
+    except (EOFError, OSError):
+        pass  # the parent is gone, or renewed its publisher
     registry.close()
 
 
