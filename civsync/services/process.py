@@ -36,6 +36,9 @@ class ManagedProcess:
         try:
             pid = int(self.pid_file.read_text().strip())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            if not cmdline:  # just spawned, its exec under way; or a zombie
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                return None if state == "Z" else pid
         except (FileNotFoundError, ValueError):
             return None
         return pid if self.marker.encode() in cmdline else None

@@ -59,11 +59,13 @@ def broker() -> Iterator[KafkaService]:
     started = kafka.process.pid() is None
     if started:
         kafka.start()
-    kafka.process.wait_healthy(kafka.healthy, 120.0)
-    kafka.ensure_admin()
-    yield kafka
-    if started:
-        kafka.process.stop()
+    try:
+        kafka.process.wait_healthy(kafka.healthy, 120.0)
+        kafka.ensure_admin()
+        yield kafka
+    finally:
+        if started:  # also when it never became healthy: no broker left behind
+            kafka.process.stop()
 
 
 @pytest.fixture(scope="module")
