@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
-    ConsumerGroupTopicPartitions,
+    Consumer,
     KafkaError,
     KafkaException,
     TopicCollection,
@@ -63,7 +63,7 @@ class TopicAdmin:
     def __init__(self, settings: KafkaSettings, timeout_s: float = 30.0) -> None:
         self._watch = RefusalWatch()  # a refused login or certificate: fatal, said clearly
         self._admin = AdminClient(settings.client_config() | {"error_cb": self._watch})
-        self._timeout_s = timeout_s
+        self._settings, self._timeout_s = settings, timeout_s
 
     def _translate(self, error: KafkaException, doing: str) -> KafkaOperationError:
         self._admin.poll(0)  # serve the error callbacks the failed operation left queued
@@ -209,12 +209,37 @@ class TopicAdmin:
         return sum(end - firsts[p] for p, end in ends.items() if firsts[p] >= 0)
 
     def _committed(self, group: str) -> dict[tuple[str, int], int]:
-        request = [ConsumerGroupTopicPartitions(group)]
-        found = self._admin.list_consumer_group_offsets(request, require_stable=True)[group]
+        """The offsets ``group`` has committed, by (topic, partition), asked of every topic's
+        partitions through a consumer of that group that joins nothing. Not with the admin
+        client's ``list_consumer_group_offsets``: when the group's coordinator answers
+        NOT_COORDINATOR (a broker just started, its offsets topic loading) librdkafka
+        dereferences the admin client's missing consumer group and the process dies of a
+        segmentation fault (librdkafka #5040; the first `civsync demo` on a new machine)."""
         try:
-            committed = found.result(self._timeout_s).topic_partitions or []
+            metadata = self._admin.list_topics(timeout=self._timeout_s)
+        except KafkaException as exc:
+            raise self._translate(exc, "listing topics") from exc
+        partitions = [
+            TopicPartition(name, p)
+            for name, topic in metadata.topics.items()
+            if not name.startswith("__")
+            for p in topic.partitions
+        ]
+        reader = Consumer(
+            self._settings.client_config()
+            | {
+                "group.id": group,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",  # offsets of open transactions wait
+                "error_cb": self._watch,
+            }
+        )
+        try:
+            committed = reader.committed(partitions, timeout=self._timeout_s)
         except KafkaException as exc:
             raise self._translate(exc, f"reading the offsets of consumer group {group}") from exc
+        finally:
+            reader.close()
         return {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
 
     def delete(self, names: list[str]) -> None:

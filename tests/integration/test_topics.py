@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from civsync.config import CivsyncSettings
 from connectors.kafka.admin import FOREVER, TopicAdmin, TopicSpec
@@ -64,3 +65,32 @@ def test_kcat_lists_the_topics_the_tests_create(
     topics = {topic["topic"]: topic for topic in json.loads(listing.stdout)["topics"]}
     assert unique_name in topics
     assert len(topics[unique_name]["partitions"]) == 5
+
+
+def test_a_groups_progress_and_lag_are_its_committed_offsets(
+    settings: CivsyncSettings,
+    topic_admin: TopicAdmin,
+    fresh_topics: list[str],
+    unique_name: str,
+) -> None:
+    """Read through a consumer of the group, never the admin client's
+    ``list_consumer_group_offsets`` (which killed the first demo on a new broker)."""
+    fresh_topics.append(unique_name)
+    topic_admin.ensure([TopicSpec(unique_name, partitions=2)])
+    producer = Producer(settings.kafka.client_config())
+    for n in range(10):
+        producer.produce(unique_name, value=b"%d" % n, partition=n % 2)
+    assert producer.flush(30) == 0
+    group = f"{unique_name}-group"
+    assert topic_admin.group_progress(group) == (0, 0)  # a group that never committed
+    consumer = Consumer(
+        settings.kafka.client_config() | {"group.id": group, "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(unique_name, 0, 0), TopicPartition(unique_name, 1, 0)])
+    consumer.commit(
+        offsets=[TopicPartition(unique_name, 0, 3), TopicPartition(unique_name, 1, 5)],
+        asynchronous=False,
+    )
+    consumer.close()
+    assert topic_admin.group_progress(group) == (8, 2)  # 3 + 5 committed, 2 + 0 left
+    assert topic_admin.group_lag(group) == {(unique_name, 0): 2, (unique_name, 1): 0}
