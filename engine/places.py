@@ -63,7 +63,8 @@ def for_steward(value: object) -> bool:
         document = json.loads(value)
     except (ValueError, RecursionError):  # not JSON, or nested past the interpreter's limit
         return False
-    return isinstance(document, dict) and document.get("quality") in FOR_STEWARD
+    quality = document.get("quality") if isinstance(document, dict) else None
+    return isinstance(quality, str) and quality in FOR_STEWARD  # not a list or an object
 
 
 def recorded_place(document: Mapping[str, object]) -> Place:

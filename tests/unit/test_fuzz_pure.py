@@ -298,9 +298,16 @@ def test_the_merge_step_only_ever_finds_and_its_records_encode(batch: list[Chang
     people, effects = People(), Effects()
     for n, change in enumerate(batch):  # clocks apart, so that origins displace each other
         STEP.change(replace(change, hlc=replace(change.hlc, logical=n)), people, effects)
+    # a detail may name a column (the schema's, not personal data), however it is spelt
+    columns = {
+        repr(c) for change in batch for row in (change.before, change.after) if row for c in row
+    }
     for finding in effects.findings + effects.warnings:
         assert _REASON.fullmatch(finding.reason)
-        assert not re.search(r"(?<![0-9])[0-9]{12}(?![0-9])", finding.detail)
+        detail = finding.detail
+        for column in columns:
+            detail = detail.replace(column, "")
+        assert not re.search(r"(?<![0-9])[0-9]{12}(?![0-9])", detail)
     for conflict in effects.conflicts:
         _encodes("conflict", conflict_to_avro(conflict))
     for person in people.changed:

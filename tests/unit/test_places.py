@@ -217,3 +217,11 @@ def test_a_steward_choosing_an_unknown_unit_is_an_error_naming_it() -> None:
     with pytest.raises(UnknownPlaceCode, match="unknown 2025 place code 99999"):
         MAP.resolve(place, "99999")
     assert MAP.resolve(place, "00004").quality is Quality.RESOLVED
+
+
+@pytest.mark.parametrize(
+    "quality", ['{"ambiguous": null}', '["ambiguous"]', "null", "3", '"ambiguous "']
+)
+def test_a_quality_that_is_no_quality_is_not_for_a_steward(quality: str) -> None:
+    """Found by fuzzing: an object where the quality goes raised TypeError (unhashable)."""
+    assert not for_steward(f'{{"text": "x", "code": "00001", "quality": {quality}}}')
