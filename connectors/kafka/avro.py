@@ -12,6 +12,7 @@ import io
 import json
 import struct
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -32,7 +33,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext, Se
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from connectors.kafka.avro_encoder import compile_encoder
-from connectors.kafka.errors import KafkaOperationError, KafkaRetriableError, translate
+from connectors.kafka.errors import KafkaOperationError, KafkaRetriableError, fenced, translate
 from connectors.registry import RegistryRejectedError, SchemaRegistry
 from connectors.registry import translate as translate_registry
 from connectors.settings import KafkaSettings
@@ -231,6 +232,12 @@ class TransactionalProducer(AvroProducer):
 
     ``transactional_id`` must be stable across restarts of the same instance: the broker
     then aborts the transaction a crashed instance left open as soon as it comes back.
+
+    A fenced producer is fatal (another instance took its id over), except when its
+    transaction had outlived ``transaction.timeout.ms``: the broker aborts such a
+    transaction and bumps the producer's epoch, which librdkafka reports as fenced too (a
+    broker paused or unreachable for longer than the timeout). That transaction is lost to
+    the broker, not to a rival, so the error is retriable: the part starts again.
     """
 
     def __init__(
@@ -240,19 +247,27 @@ class TransactionalProducer(AvroProducer):
         transactional_id: str,
         *,
         timeout_s: float = 30.0,
+        transaction_timeout_ms: int = 60_000,
         **overrides: Any,
     ) -> None:
         # Committing flushes, and a flush does not wait for linger.ms (librdkafka #3489), so a
         # long linger costs no latency here; it makes fewer, fuller produce requests, which
         # cut the broker's CPU per merged record from ~840 to ~320 µs (docs/benchmarks.md).
-        config = {"transactional.id": transactional_id, "linger.ms": 50}
+        config = {
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": transaction_timeout_ms,
+            "linger.ms": 50,
+        }
         super().__init__(kafka, registry, **config | overrides)
         self._timeout_s = timeout_s
         self._stuck = False
+        self._transaction_timeout_s = transaction_timeout_ms / 1000
+        self._began = time.monotonic()
         self._call(lambda: self._producer.init_transactions(timeout_s), "initialising transactions")
 
     def begin(self) -> None:
         self._call(self._producer.begin_transaction, "beginning a transaction")
+        self._began = time.monotonic()
 
     def commit(self, offsets: list[TopicPartition], group: Any) -> None:
         """Commit the records produced since ``begin`` with the consumer ``offsets``; their
@@ -276,12 +291,18 @@ class TransactionalProducer(AvroProducer):
         timeout = self._timeout_s
         self._call(lambda: self._producer.abort_transaction(timeout), "aborting a transaction")
 
-    @staticmethod
-    def _call(operation: Callable[[], Any], doing: str) -> None:
+    def _call(self, operation: Callable[[], Any], doing: str) -> None:
         try:
             operation()
         except KafkaException as exc:
-            raise translate(exc, doing) from exc
+            error = translate(exc, doing)
+            open_s = time.monotonic() - self._began
+            if fenced(exc) and open_s >= self._transaction_timeout_s:
+                error = KafkaRetriableError(
+                    f"{error}: the transaction had been open {open_s:.0f}s, past its"
+                    f" {self._transaction_timeout_s:.0f}s timeout, so the broker aborted it"
+                )
+            raise error from exc
 
 
 def _returns_within(operation: Callable[[], Any], seconds: float) -> bool:

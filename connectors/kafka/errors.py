@@ -123,12 +123,21 @@ def translate(error: KafkaError | KafkaException, doing: str) -> KafkaOperationE
     )
     if passing and not kafka_error.fatal():
         return KafkaRetriableError(message)
-    broken = kafka_error.fatal() or kafka_error.code() == KafkaError._STATE
+    # _FATAL: what a client answers after a fatal error it reported earlier
+    broken = kafka_error.fatal() or kafka_error.code() in (KafkaError._STATE, KafkaError._FATAL)
     if broken and kafka_error.code() not in _FENCED | _REFUSED:
         # fatal for this client only (a transaction or idempotence state lost across a
         # broker restart): the part starts again with new clients, as a restart would
         return KafkaRetriableError(f"{message}; the client must be created again")
     return KafkaFatalError(message)
+
+
+def fenced(error: KafkaError | KafkaException) -> bool:
+    """Whether ``error`` says a newer instance with the client's transactional id took over
+    (or the broker aborted its transaction for outliving ``transaction.timeout.ms``, which
+    librdkafka reports the same way)."""
+    kafka_error = error.args[0] if isinstance(error, KafkaException) else error
+    return isinstance(kafka_error, KafkaError) and kafka_error.code() in _FENCED
 
 
 def skip_consumer_error(message: Message, consumer: str) -> bool:

@@ -182,7 +182,7 @@ class Merger:
             self._kafka,
             self._registry,
             f"{settings.group}-{self._config.instance}",
-            **{"transaction.timeout.ms": self._config.transaction_timeout_ms},
+            transaction_timeout_ms=self._config.transaction_timeout_ms,
         )
         consumer.subscribe(
             [*self._sources, self._topics.edits.name, self._topics.retry],

@@ -5,10 +5,11 @@ batch, written to every mapped table of the store by ``connectors.merge.target``
 statements; an older version never overwrites a newer one; rows locked in key order).
 
 The session is bound to one of the ``civsync_apply`` replication origins, so capture never
-publishes these writes back (no ping-pong). Kafka offsets are committed after the store
-commits: a crash in between replays the batch, and ``_civsync.applied`` makes the replay a
-no-op. A batch the store rejects is split in halves until the people it rejects are alone;
-each of them goes to ``civsync.quarantine`` (stage ``apply``) and the stream goes on.
+publishes these writes back (no ping-pong). Kafka offsets are committed (asynchronously)
+after the store commits: a crash in between replays the batch, and ``_civsync.applied``
+makes the replay a no-op. A batch the store rejects is split in halves until the people it
+rejects are alone; each of them goes to ``civsync.quarantine`` (stage ``apply``) and the
+stream goes on.
 
 The sink shares its tables with officials' transactions, and gives way to them: its session
 waits at most ``lock_timeout_ms`` for a row lock, less than PostgreSQL's ``deadlock_timeout``
@@ -25,7 +26,7 @@ from typing import Any
 
 import psycopg
 import structlog
-from confluent_kafka import Consumer, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from psycopg.rows import scalar_row
 
 from connectors.capture.slot import APPLY_ORIGINS
@@ -75,6 +76,12 @@ def sink_tables(merge: MergeSettings, store: str) -> list[str]:
     return [m.table for m in sink_mappings(merge, store)]
 
 
+def _commit_failed(error: KafkaError | None, _: list[TopicPartition]) -> None:
+    """The consumer's ``on_commit``: a failed offset commit is logged; its batches replay."""
+    if error is not None:
+        log.warning("offset commit failed; the batch will be replayed", error=error.str())
+
+
 class StoreSink:
     """Applies civsync.person to the mapped tables of one store until stopped."""
 
@@ -121,6 +128,7 @@ class StoreSink:
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "cooperative-sticky",
                 "fetch.wait.max.ms": _FETCH_WAIT_MS,
+                "on_commit": _commit_failed,
             }
         )
         consumer.subscribe([topics.person.name, retry])
@@ -133,10 +141,13 @@ class StoreSink:
                     continue
                 self._apply(conn, targets, self._decode(messages))
                 self._quarantine.flush()
+                # Asynchronous: a synchronous commit can wait forever for a group coordinator
+                # lost in a broker restart (seen: a sink stalled 5 minutes, then was expelled
+                # from its group). An offset not committed replays its batch, harmlessly.
                 try:
-                    consumer.commit(asynchronous=False)
-                except KafkaException as exc:  # the batch replays, harmlessly
-                    log.warning("offset commit failed; the batch will be replayed", error=str(exc))
+                    consumer.commit(asynchronous=True)
+                except KafkaException as exc:
+                    _commit_failed(exc.args[0], [])
         finally:
             consumer.close()
             conn.close()

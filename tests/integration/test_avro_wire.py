@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import unicodedata
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ from typing import Any
 
 import fastavro
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from civsync.config import CivsyncSettings
 from connectors.kafka.admin import TopicAdmin, TopicSpec
@@ -23,8 +24,10 @@ from connectors.kafka.avro import (
     AvroTopic,
     DecodingError,
     EncodingError,
+    TransactionalProducer,
     schema_id,
 )
+from connectors.kafka.errors import KafkaRetriableError
 from connectors.registry import BACKWARD_TRANSITIVE, RegistryRejectedError, SchemaRegistry
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -202,3 +205,30 @@ def test_a_record_naming_a_schema_id_the_registry_never_gave_is_undecodable(
     unknown = b"\x00" + (2**31 - 7).to_bytes(4, "big") + b"\x02\x06abc"
     with pytest.raises(DecodingError, match="offset 7"):
         AvroDecoder(registry).decode(unknown, "offset 7")
+
+
+def test_a_transaction_the_broker_aborted_for_its_timeout_is_retriable(
+    settings: CivsyncSettings, registry: SchemaRegistry, probe_topic: AvroTopic
+) -> None:
+    """A transaction left open past ``transaction.timeout.ms`` (a broker paused longer than
+    that) is aborted by the broker, which bumps the producer's epoch; librdkafka calls that
+    fenced. The merger used to exit for it; it is a reason to start again."""
+    producer = TransactionalProducer(
+        settings.kafka,
+        registry,
+        f"{probe_topic.name}-txn",
+        timeout_s=10.0,
+        transaction_timeout_ms=1000,
+    )
+    reader = Consumer(settings.kafka.client_config() | {"group.id": f"{probe_topic.name}-g"})
+    try:
+        producer.begin()
+        producer.produce(probe_topic, {"pin": CITIZENS[0]["pin"]}, CITIZENS[0])
+        producer.flush()
+        time.sleep(12.0)  # the broker looks for timed-out transactions every 10 s
+        with pytest.raises(KafkaRetriableError, match="past its 1s timeout, so the broker"):
+            producer.commit(
+                [TopicPartition(probe_topic.name, 0, 1)], reader.consumer_group_metadata()
+            )
+    finally:
+        reader.close()

@@ -116,6 +116,7 @@ def _producer(coordinator: _Coordinator, monkeypatch: pytest.MonkeyPatch) -> Tra
     producer = TransactionalProducer.__new__(TransactionalProducer)
     producer._producer, producer._failures = coordinator, []  # type: ignore[assignment]
     producer._timeout_s, producer._stuck = 0.1, False
+    producer._transaction_timeout_s, producer._began = 10.0, time.monotonic()
     return producer
 
 
@@ -147,3 +148,28 @@ def test_a_transactional_call_that_answers_commits_or_raises_its_error(
     with pytest.raises(KafkaRetriableError, match="NOT_COORDINATOR"):
         _producer(refusing, monkeypatch).commit([], None)
     assert refusing.ended == ""
+
+
+def test_a_transaction_the_broker_timed_out_restarts_the_part(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker aborts a transaction open past ``transaction.timeout.ms`` and bumps the
+    producer's epoch; librdkafka reports that as fenced (seen when the broker was paused for
+    15 s under a 10 s timeout: the merger exited). No rival took the id over, so the part
+    starts again; a fencing within the timeout is a rival, and fatal."""
+    fencing = KafkaError(KafkaError._FENCED, fatal=True)
+    timed_out = _producer(_Coordinator(fencing), monkeypatch)
+    timed_out._began -= 11.0  # begun 11 s ago, with a 10 s timeout
+    with pytest.raises(KafkaRetriableError, match=r"open 11s, past its 10s timeout"):
+        timed_out.commit([], None)
+    rival = _producer(_Coordinator(fencing), monkeypatch)
+    with pytest.raises(FatalError, match="_FENCED"):
+        rival.commit([], None)
+
+
+def test_a_client_that_reported_a_fatal_error_is_made_again() -> None:
+    """After a fatal error (reported to the call that met it), librdkafka answers every
+    later call with ``_FATAL``: the part starts again with new clients."""
+    error = translate(KafkaException(KafkaError(KafkaError._FATAL)), "producing to person")
+    assert isinstance(error, RetriableError)
+    assert "created again" in str(error)

@@ -298,10 +298,11 @@ def test_the_merge_step_only_ever_finds_and_its_records_encode(batch: list[Chang
     people, effects = People(), Effects()
     for n, change in enumerate(batch):  # clocks apart, so that origins displace each other
         STEP.change(replace(change, hlc=replace(change.hlc, logical=n)), people, effects)
-    # a detail may name a column (the schema's, not personal data), however it is spelt
-    columns = {
-        repr(c) for change in batch for row in (change.before, change.after) if row for c in row
-    }
+    # a detail may name a column (the schema's, not personal data), however it is spelt, and
+    # so does a correction's ``field`` (the column it corrects)
+    rows = [row for change in batch for row in (change.before, change.after) if row]
+    columns = {repr(c) for row in rows for c in row}
+    columns |= {repr(row["field"]) for row in rows if isinstance(row.get("field"), str)}
     for finding in effects.findings + effects.warnings:
         assert _REASON.fullmatch(finding.reason)
         detail = finding.detail
