@@ -134,8 +134,7 @@ class KafkaService:
                     *self._java(dist),
                     "kafka.tools.StorageTool",
                     "format",
-                    "--cluster-id",
-                    _cluster_id(),
+                    f"--cluster-id={_cluster_id()}",  # one word: an id may start with '-'
                     "--config",
                     str(config),
                     "--add-scram",

@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.errors import error_from_result
 
 from connectors.capture.pgoutput import TableInfo
 from connectors.capture.snapshot import describe_table
-from connectors.postgres import Connection, classify
+from connectors.postgres import Connection, StoreError, StoreUnavailableError, classify
 from connectors.settings import StoreSettings
-from engine.errors import FatalError
 
 _PG_EPOCH_US = 946_684_800_000_000
 _STATUS_EVERY_S = 10.0  # well inside wal_sender_timeout (60 s by default)
@@ -96,10 +96,7 @@ class ReplicationStream:
                 if size > 0:
                     return bytes(data)
                 if size < 0:
-                    raise FatalError(
-                        f"the server ended replication from slot {self._slot}:"
-                        f" {self._pgconn.get_error_message()}"
-                    )
+                    raise self._ended()
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
@@ -107,6 +104,16 @@ class ReplicationStream:
                 self._pgconn.consume_input()
         except psycopg.Error as exc:
             raise classify(exc, f"reading slot {self._slot}") from exc
+
+    def _ended(self) -> StoreError:
+        """Why the server ended the stream: its error, classified by SQLSTATE (a walsender
+        that could not save the slot on a full disk: ``53100``, waited out), or retriable
+        when it gave none (the slot keeps the position to read on from)."""
+        doing = f"reading slot {self._slot}"
+        result = self._pgconn.get_result()
+        if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+            return classify(error_from_result(result, self._conn.info.encoding), doing)
+        return StoreUnavailableError(f"{doing}: the server ended replication without an error")
 
     def _status(self, lsn: int) -> None:
         now_us = time.time_ns() // 1000 - _PG_EPOCH_US

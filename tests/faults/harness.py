@@ -3,7 +3,9 @@ service is killed, stopped or paused, then the evidence that nothing was lost or
 
 The services are a set of their own (``fault_services``: Kafka, the registry and both
 PostgreSQL stores on other loopback ports, under ``.run/faults``), so a broker killed here
-never disturbs anything else using the development services. The pipeline is the tests'
+never disturbs anything else using the development services; the broker's and the
+population store's data directories are small disks of their own (``tests.faults.disk``),
+which the disk faults fill. The pipeline is the tests'
 (``tests.integration.merge_support``): both captures, a merger and both sinks as real
 ``civsync`` processes, which must ride the fault out without exiting.
 
@@ -44,6 +46,7 @@ from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import connect
 from connectors.settings import StoreSettings
 from engine.errors import CivsyncError
+from tests.faults.disk import NoDiskToFillError, SmallDisks
 from tests.integration.merge_support import Pipeline, pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,11 +66,14 @@ def fault_services(run_dir: Path = ROOT / ".run" / "faults") -> Iterator[LocalSe
     saved = {name: os.environ.get(name) for name in ENDPOINTS}
     os.environ.update(ENDPOINTS)
     services = LocalServices(run_dir, load_settings())
+    for name in FILLABLE:
+        DISKS.mount(_data_dir(services, name), owner=None if name == "kafka" else "postgres")
     try:
         services.up()
         yield services
     finally:
         services.down()
+        DISKS.unmount()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -77,6 +83,15 @@ def fault_services(run_dir: Path = ROOT / ".run" / "faults") -> Iterator[LocalSe
 
 def _store(services: LocalServices, name: str) -> PostgresService:
     return next(s for s in services.stores() if s.name == name)
+
+
+# The services whose disks the suite can fill, each on a small filesystem of its own.
+FILLABLE = ("kafka", "population")
+DISKS = SmallDisks()
+
+
+def _data_dir(services: LocalServices, name: str) -> Path:
+    return services.kafka().root / "data" if name == "kafka" else _store(services, name).data_dir
 
 
 def _cluster_pids(store: PostgresService) -> list[int]:
@@ -111,6 +126,7 @@ class Fault:
     what: str
     strike: Act
     restore: Act
+    fills_disk: bool = False  # needs the small disks (``tests.faults.disk``)
 
 
 def _up(services: LocalServices) -> None:
@@ -135,6 +151,14 @@ def _pause(name: str) -> tuple[Act, Act]:
             os.kill(pid, signal.SIGCONT)
 
     return strike, restore
+
+
+def _fill(name: str) -> tuple[Act, Act]:
+    def restore(services: LocalServices) -> None:
+        DISKS.free(_data_dir(services, name))
+        services.up()  # a service that stopped for its disk starts again
+
+    return lambda s: DISKS.fill(_data_dir(s, name)), restore
 
 
 FAULTS = [
@@ -177,6 +201,18 @@ FAULTS = [
         "the population PostgreSQL paused (SIGSTOP, every process)",
         *_pause("population"),
     ),
+    Fault(
+        "kafka-disk-full",
+        "the broker's disk filled (no space left), then freed",
+        *_fill("kafka"),
+        fills_disk=True,
+    ),
+    Fault(
+        "population-disk-full",
+        "the population PostgreSQL's disk filled (no space left), then freed",
+        *_fill("population"),
+        fills_disk=True,
+    ),
 ]
 
 
@@ -194,7 +230,10 @@ class Size:
 
 
 def run_scenario(services: LocalServices, fault: Fault, size: Size) -> dict[str, Any]:
-    """One scenario's figures (see the module docstring); raises if the pipeline failed."""
+    """One scenario's figures (see the module docstring); raises if the pipeline failed,
+    and ``NoDiskToFillError`` if the fault fills a disk and this machine has none to fill."""
+    if fault.fills_disk and DISKS.refused is not None:
+        raise NoDiskToFillError(DISKS.refused)
     services.up()  # a scenario that failed may have left a service down
     settings = load_settings()
     name = f"fault_{fault.name.replace('-', '_')}_{uuid.uuid4().hex[:6]}"

@@ -8,12 +8,16 @@ from __future__ import annotations
 import pytest
 
 from civsync.services import LocalServices
+from tests.faults.disk import NoDiskToFillError
 from tests.faults.harness import FAULTS, Fault, Size, run_scenario
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 def test_the_pipeline_rides_out(services: LocalServices, fault: Fault) -> None:
-    report = run_scenario(services, fault, Size())
+    try:
+        report = run_scenario(services, fault, Size())
+    except NoDiskToFillError as why:  # a skip, which fails the tests in CI
+        pytest.skip(f"no disk to fill on this machine: {why}")
     assert report["changes_offered"] > 0
     assert report["changes_delivered"] == report["changes_offered"], report
     assert report["duplicates_applied"] == 0, report
