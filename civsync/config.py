@@ -93,6 +93,15 @@ class CivsyncSettings(BaseSettings):
         protocol, mechanism and CA, with the part's own SCRAM user."""
         return self.kafka.as_user(self.kafka_users.of(part))
 
+    def kafka_login(self, part: str) -> KafkaSettings:
+        """``[kafka]`` for a command that works as ``part``: as configured when it names a
+        user (or logs in with none), else, with SASL, as ``part``'s own user: an engine's
+        config (the demo's) holds no password, and a steward's command then logs in as the
+        steward."""
+        if self.kafka.sasl_mechanism and not self.kafka.sasl_username:
+            return self.kafka_part(part)
+        return self.kafka
+
     def as_part(self, part: str) -> CivsyncSettings:
         """These settings with both stores reached as ``part`` (reconcile reads both)."""
         return self.model_copy(update={name: self.part_store(part, name) for name in self.stores()})

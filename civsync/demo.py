@@ -26,7 +26,7 @@ from rich.table import Table
 
 from civsync.config import CivsyncSettings
 from civsync.generator import GeneratedPerson, Generator, PinReissue
-from civsync.runner import EngineProcesses, engine_config
+from civsync.runner import EngineProcesses, engine_config, kafka_sasl
 from civsync.services import LocalServices
 from connectors.capture.slot import ReplicationSlot
 from connectors.kafka.admin import TopicAdmin
@@ -82,6 +82,7 @@ class Demo:
             self.run_dir / "demo" / "logs",
             env={"CIVSYNC_LOG_LEVEL": os.environ.get("CIVSYNC_LOG_LEVEL", "WARNING")},
             extra={f"capture-{name}": ["--slot", _slot(name)] for name in DATABASES},
+            kafka_admin=self.settings.kafka,
         )
         engine.start()
         try:
@@ -107,7 +108,13 @@ class Demo:
         return result
 
     def _services(self) -> None:
-        LocalServices(self.run_dir, self.settings).up(progress=self.console.log)
+        """The local services up; from here on Kafka is reached over its SASL_SSL listener,
+        the demo as ``admin`` and each engine part as its own user, with only its ACLs."""
+        services = LocalServices(self.run_dir, self.settings)
+        services.up(progress=self.console.log)
+        if not kafka_sasl(self.settings):
+            kafka = services.kafka().admin_settings(self.settings.kafka)
+            self.settings = self.settings.model_copy(update={"kafka": kafka})
 
     def _store(self, name: str) -> StoreSettings:
         return self.settings.stores()[name].model_copy(update={"dbname": DATABASES[name]})

@@ -108,7 +108,8 @@ def sink_waiting(
 
 def _history(settings: CivsyncSettings) -> dict[str, ConflictHistory]:
     with SchemaRegistry(settings.registry) as registry:
-        return history(settings.kafka, registry, MergeTopics(settings.merge.topic_prefix))
+        topics = MergeTopics(settings.merge.topic_prefix)
+        return history(settings.kafka_login("steward"), registry, topics)
 
 
 def _shown(value: Value) -> str:
@@ -183,7 +184,7 @@ def conflicts_resolve(
     try:
         with SchemaRegistry(settings.registry) as registry:
             edit = resolve(
-                settings.kafka,
+                settings.kafka_login("steward"),
                 registry,
                 MergeTopics(settings.merge.topic_prefix),
                 conflict,

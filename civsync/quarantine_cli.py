@@ -28,7 +28,7 @@ console = Console()
 
 def _all(settings: CivsyncSettings) -> list[Quarantined]:
     with SchemaRegistry(settings.registry) as registry:
-        return quarantined(settings.kafka, registry)
+        return quarantined(settings.kafka_login("steward"), registry)
 
 
 def _when(record: Quarantined) -> str:
@@ -91,7 +91,8 @@ def retry_(
         console.print("[red]no such quarantine record[/red]")
         raise typer.Exit(1)
     merge = settings.merge
-    outcomes = retry(settings.kafka, MergeTopics(merge.topic_prefix), merge.partitions, chosen)
+    steward = settings.kafka_login("steward")
+    outcomes = retry(steward, MergeTopics(merge.topic_prefix), merge.partitions, chosen)
     for item, outcome in outcomes:
         console.print(f"{item.id} ({item.record['reason']}): {outcome}")
     if not any(outcome.startswith("sent") for _, outcome in outcomes):

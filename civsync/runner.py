@@ -42,6 +42,7 @@ from civsync.config import CivsyncSettings, load_settings
 from connectors.kafka.security import ensure_users
 from connectors.migrations import ensure_roles
 from connectors.postgres import connect
+from connectors.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
 _PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
@@ -60,9 +61,17 @@ def engine_config(
         lines += [f'dbname = "{databases[name]}"', f'sslmode = "{store.sslmode}"']
         if store.sslrootcert is not None:
             lines += [f'sslrootcert = "{store.sslrootcert}"']
+    kafka = settings.kafka
     lines += [
         "[kafka]",
-        f'bootstrap_servers = "{settings.kafka.bootstrap_servers}"',
+        f'bootstrap_servers = "{kafka.bootstrap_servers}"',
+        f'security_protocol = "{kafka.security_protocol}"',
+    ]
+    if kafka.sasl_mechanism:  # each part's user and password: its environment (part_env)
+        lines += [f'sasl_mechanism = "{kafka.sasl_mechanism}"']
+    if kafka.ssl_ca_location is not None:
+        lines += [f'ssl_ca_location = "{kafka.ssl_ca_location}"']
+    lines += [
         "[registry]",
         f'url = "{settings.registry.url}"',
         "[merge]",
@@ -156,6 +165,7 @@ class EngineProcesses:
     mergers: int = 1
     metrics_port_base: int = 0  # 0: the parts serve no metrics
     metrics_host: str = "127.0.0.1"
+    kafka_admin: KafkaSettings | None = None  # who makes the parts' Kafka users; None: [kafka]
     restarts: Counter[str] = field(default_factory=Counter)
     _running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _started: dict[str, float] = field(default_factory=dict)
@@ -176,9 +186,11 @@ class EngineProcesses:
     def prepare(self, settings: CivsyncSettings) -> None:
         """As each store's owner: the parts' roles, their grants, and the publication of the
         slot this engine's capture reads (``--slot`` in ``extra``, or the settings'). With
-        SASL, as Kafka's administrator (``[kafka]``): the parts' users and ACLs."""
+        SASL, as Kafka's administrator (``kafka_admin``, else ``[kafka]``): the parts' users
+        and ACLs."""
         if kafka_sasl(settings):
-            ensure_users(settings.kafka, settings.kafka_users, settings.merge)
+            admin = self.kafka_admin or settings.kafka
+            ensure_users(admin, settings.kafka_users, settings.merge)
         for store, owner in settings.stores().items():
             args = self.extra.get(f"capture-{store}", [])
             slot = args[args.index("--slot") + 1] if "--slot" in args else None

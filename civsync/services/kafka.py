@@ -3,13 +3,14 @@
 Two client listeners (docs/security.md, Kafka):
 
 - ``PLAINTEXT`` on ``port``, for explicit local development only: no TLS, no login; its
-  clients are ``User:ANONYMOUS``, a super user, so every test, the demo and the benchmarks
-  work as before. Never expose it beyond loopback.
+  clients are ``User:ANONYMOUS``, a super user, so most tests and the benchmarks work as
+  before. Never expose it beyond loopback.
 - ``SASL_SSL`` on ``port + 2`` (``port + 1`` is the controller's): TLS with a certificate
   made once in ``<root>/tls`` (clients verify it with ``<root>/ca.crt`` as their
   ``ssl.ca.location``) and SCRAM-SHA-512 logins. ``admin`` (password in ``<root>/admin.password``,
   mode 0600) is a super user, created when the storage is formatted; every other user and
-  its ACLs come from ``civsync kafka-users`` (``connectors.kafka.security``).
+  its ACLs come from ``civsync kafka-users`` (``connectors.kafka.security``). The demo's
+  engine uses this listener (``admin_settings``).
 
 The StandardAuthorizer checks every request; with ``allow.everyone.if.no.acl.found=false``
 a user may do only what an ACL allows it.
@@ -30,10 +31,12 @@ from confluent_kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from pydantic import SecretStr
 
 from civsync.services.maven import Artifact, resolve
 from civsync.services.process import LauncherError, ManagedProcess, require_free_port, run_checked
 from civsync.services.tls import self_signed, write_private
+from connectors.settings import KafkaSettings
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -95,6 +98,21 @@ class KafkaService:
     def ca_file(self) -> Path:
         """The broker's self-signed certificate, for clients' ``ssl.ca.location``."""
         return self.root / "ca.crt"
+
+    def admin_settings(self, base: KafkaSettings) -> KafkaSettings:
+        """``base`` turned to this broker's SASL_SSL listener, logged in as ``admin`` and
+        verifying the broker with its CA: how the demo reaches the secured broker (each
+        engine part then logs in as its own user)."""
+        return base.model_copy(
+            update={
+                "bootstrap_servers": self.secure_bootstrap,
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": SCRAM_MECHANISM,
+                "sasl_username": ADMIN_USER,
+                "sasl_password": SecretStr(self.admin_password()),
+                "ssl_ca_location": self.ca_file,
+            }
+        )
 
     @property
     def keystore(self) -> Path:

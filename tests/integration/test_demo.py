@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from civsync.config import CivsyncSettings, load_settings
 from civsync.generator import GeneratedPerson, Generator
+from connectors.kafka.security import ensure_users
 from tests.integration.conftest import RUN_DIR
 
 PEOPLE, REGISTRATIONS = 300, 30  # the demo's --people, and its births without a PIN
@@ -87,6 +89,18 @@ def test_the_demo_runs_end_to_end_and_summarises(demo: DemoRun) -> None:
     assert reissued is not None
     assert reissued[1] == reissued[2]
     assert re.search(r"capture lag \(bytes of WAL\)\s*│\s*civil: 0, population: 0", output)
+
+
+def test_the_demos_engine_logs_in_to_kafka_as_its_parts(
+    demo: DemoRun, settings: CivsyncSettings
+) -> None:
+    """The engine reached Kafka over SASL_SSL with a config that holds no login: each part
+    logged in as its own user (``part_env``), whose ACLs the demo made for its topics (made
+    again here, nothing is missing and nothing is stale)."""
+    engine = load_settings(RUN_DIR / "demo" / "civsync.toml")
+    assert (engine.kafka.security_protocol, engine.kafka.sasl_username) == ("SASL_SSL", None)
+    again = ensure_users(settings.kafka, engine.kafka_users, engine.merge)
+    assert (again.created, again.deleted) == (0, 0)  # every part's ACLs, for these topics
 
 
 def _seeded() -> list[GeneratedPerson]:

@@ -71,15 +71,7 @@ def broker() -> Iterator[KafkaService]:
 @pytest.fixture(scope="module")
 def admin(broker: KafkaService) -> KafkaSettings:
     """The administrator over SASL_SSL, verifying the broker with its CA."""
-    return KafkaSettings(
-        bootstrap_servers=broker.secure_bootstrap,
-        client_id="civsync-security-test",
-        security_protocol="SASL_SSL",
-        sasl_mechanism="SCRAM-SHA-512",
-        sasl_username="admin",
-        sasl_password=SecretStr(broker.admin_password()),
-        ssl_ca_location=broker.ca_file,
-    )
+    return broker.admin_settings(KafkaSettings(client_id="civsync-security-test"))
 
 
 @pytest.fixture(scope="module")

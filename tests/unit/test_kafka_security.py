@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
 from civsync.config import load_settings
-from civsync.runner import part_env
+from civsync.runner import engine_config, part_env
 from civsync.services.kafka import KafkaService
 from connectors.kafka.security import acl_bindings, part_acls
 from connectors.merge.settings import MergeSettings
@@ -127,3 +127,31 @@ def test_the_local_broker_listens_in_clear_and_over_sasl_ssl(tmp_path: Path) -> 
     assert "allow.everyone.if.no.acl.found=false" in config
     assert "super.users=User:admin;User:ANONYMOUS" in config
     assert f"ssl.keystore.location={kafka.keystore}" in config
+
+
+def test_an_engine_config_reaches_the_secured_broker_without_the_admins_password(
+    tmp_path: Path,
+) -> None:
+    """The demo's engine config: the SASL_SSL listener, its mechanism and CA, and no login;
+    each part logs in as its own user (``part_env``), a steward's command as the steward."""
+    kafka = KafkaService(tmp_path / "kafka", "127.0.0.1", 29092)
+    kafka.admin_password_file.parent.mkdir(parents=True)
+    kafka.admin_password_file.write_text("admin-pw\n")
+    admin = kafka.admin_settings(load_settings().kafka)
+    assert (admin.bootstrap_servers, admin.sasl_username) == ("127.0.0.1:29094", "admin")
+    assert admin.ssl_ca_location == kafka.ca_file
+    settings = load_settings(kafka=admin.model_dump())
+    config = engine_config(
+        tmp_path / "engine.toml", settings, {"civil": "a", "population": "b"}, "p"
+    )
+    assert "admin-pw" not in config.read_text()
+    engine = load_settings(config)
+    assert (engine.kafka.security_protocol, engine.kafka.sasl_mechanism) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+    )
+    assert engine.kafka.ssl_ca_location == kafka.ca_file
+    assert engine.kafka_login("steward").sasl_username == "steward"
+    assert part_env(engine, "sink-civil")["CIVSYNC_KAFKA__SASL_USERNAME"] == "sink-civil"
+    assert settings.kafka_login("steward").sasl_username == "admin"  # as configured
+    assert load_settings().kafka_login("steward").sasl_username is None  # PLAINTEXT
