@@ -19,7 +19,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from connectors.kafka.errors import KafkaRetriableError, translate
+from connectors.kafka.errors import KafkaRetriableError, RefusalWatch, translate
 from connectors.settings import KafkaSettings
 
 
@@ -32,23 +32,27 @@ def read_to_end(
     timeout_s: float = 120.0,
 ) -> Iterator[Message]:
     """Every committed record of ``partitions`` (default: all), from the ``start`` offset of
-    each (default: its beginning), up to the end seen at the start."""
+    each (default: its beginning), up to the end seen at the start. A broker that refuses
+    the login or the TLS connection is a fatal error that says so (``RefusalWatch``)."""
+    watch = RefusalWatch()
     reader = Consumer(
         kafka.client_config()
         | {
             "group.id": f"civsync-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            "error_cb": watch,
         }
     )
+    ask_s = min(30.0, timeout_s)  # for the topic's metadata and each partition's end
     try:
         if partitions is None:
-            metadata = reader.list_topics(topic, timeout=30).topics[topic]
+            metadata = reader.list_topics(topic, timeout=ask_s).topics[topic]
             if metadata.error is not None:
                 raise translate(metadata.error, f"reading {topic}")
             partitions = sorted(metadata.partitions)
         ends = {
-            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=ask_s)[1]
             for p in partitions
         }
         first = {p: (start or {}).get(p, OFFSET_BEGINNING) for p in partitions}
@@ -70,6 +74,7 @@ def read_to_end(
             positions = reader.position([TopicPartition(topic, p) for p in pending])
             pending -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
     except KafkaException as exc:
-        raise translate(exc, f"reading {topic}") from exc
+        reader.poll(0)  # serve the error callbacks the failed call left queued
+        raise watch.translate(exc, f"reading {topic}") from exc
     finally:
         reader.close()

@@ -230,15 +230,7 @@ def _filter(who: str) -> AclBindingFilter:
 
 
 def _exact(binding: AclBinding) -> AclBindingFilter:
-    return AclBindingFilter(
-        binding.restype,
-        binding.name,
-        binding.resource_pattern_type,
-        binding.principal,
-        binding.host,
-        binding.operation,
-        binding.permission_type,
-    )
+    return AclBindingFilter(*_key(binding))  # type: ignore[arg-type]  # the same 7 fields
 
 
 def _wait(

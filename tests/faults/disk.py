@@ -38,7 +38,8 @@ class SmallDisks:
 
     def mount(self, path: Path, owner: str | None = None) -> None:
         """A small filesystem at ``path`` (hiding what was there: the service starts anew)."""
-        if os.path.ismount(path):
+        if os.path.ismount(path):  # left by a suite that was killed, maybe full
+            self.free(path)
             self.mounted.append(path)
             return
         path.mkdir(parents=True, exist_ok=True)

@@ -311,6 +311,8 @@ class SteadyWriter(threading.Thread):
                 conn.execute(statement, (pins, [f"fault-{tick}-{pin}" for pin in pins]))
             except (psycopg.Error, CivsyncError):
                 self.refused += len(pins)
+                if conn is not None:  # a full disk refuses the statement, not the session
+                    conn.close()
                 conn = None
             delay = start + (tick + 1) * _TICK_S - time.monotonic()
             if delay > 0:

@@ -253,6 +253,9 @@ def test_a_wrong_password_is_refused_as_fatal(admin: KafkaSettings, merge: Merge
     unknown = wrong.model_copy(update={"sasl_username": "nobody"})
     with pytest.raises(KafkaFatalError, match="refused this client's login"):
         TopicAdmin(unknown, timeout_s=5).names()
+    # a reader alone (``civsync quarantine list``, ``conflicts list``) says so too
+    with pytest.raises(KafkaFatalError, match=r"reading civsync\.quarantine: the broker refused"):
+        list(read_to_end(wrong, QUARANTINE_TOPIC, timeout_s=5))
 
 
 def test_a_client_that_cannot_verify_the_broker_is_refused(admin: KafkaSettings) -> None:
