@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal, Self
 from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
 
+from engine.errors import ConfigError
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -47,11 +49,15 @@ class KafkaSettings(_Frozen):
             "security.protocol": self.security_protocol,
         }
         if self.sasl_mechanism:
+            if not (self.sasl_username and self.sasl_password):
+                raise ConfigError(
+                    f"[kafka] logs in with {self.sasl_mechanism} but names no sasl_username and"
+                    " sasl_password: set them (CIVSYNC_KAFKA__SASL_USERNAME, __SASL_PASSWORD)"
+                    " for this command; an engine's parts get theirs from `civsync run`"
+                )
             config["sasl.mechanism"] = self.sasl_mechanism
-            config["sasl.username"] = self.sasl_username or ""
-            config["sasl.password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else ""
-            )
+            config["sasl.username"] = self.sasl_username
+            config["sasl.password"] = self.sasl_password.get_secret_value()
         if self.ssl_ca_location is not None:
             config["ssl.ca.location"] = str(self.ssl_ca_location)
         return config

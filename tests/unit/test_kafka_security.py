@@ -155,3 +155,14 @@ def test_an_engine_config_reaches_the_secured_broker_without_the_admins_password
     assert part_env(engine, "sink-civil")["CIVSYNC_KAFKA__SASL_USERNAME"] == "sink-civil"
     assert settings.kafka_login("steward").sasl_username == "admin"  # as configured
     assert load_settings().kafka_login("steward").sasl_username is None  # PLAINTEXT
+
+
+def test_a_sasl_client_with_no_login_is_a_configuration_error() -> None:
+    """A command run with an engine's config (no user: ``civsync status --config
+    .run/demo/civsync.toml``) says what to set, instead of librdkafka's traceback."""
+    settings = load_settings(
+        kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"}
+    )
+    with pytest.raises(ConfigError, match=r"names no sasl_username and sasl_password"):
+        settings.kafka.client_config()
+    assert settings.kafka_login("merger").client_config()["sasl.username"] == "merger"
