@@ -95,6 +95,11 @@ class KafkaService:
         return f"{self.host}:{self.secure_port}"
 
     @property
+    def data_dir(self) -> Path:
+        """The broker's ``log.dirs``: its KRaft metadata and every topic's log."""
+        return self.root / "data"
+
+    @property
     def ca_file(self) -> Path:
         """The broker's self-signed certificate, for clients' ``ssl.ca.location``."""
         return self.root / "ca.crt"
@@ -145,7 +150,7 @@ class KafkaService:
         dist = resolve(f"kafka-{KAFKA_VERSION}", _ARTIFACTS, self.root / f"dist-{KAFKA_VERSION}")
         self._ensure_tls()
         config = self._write_config()
-        if not (self.root / "data" / "meta.properties").is_file():
+        if not (self.data_dir / "meta.properties").is_file():
             password = self._new_admin_password()
             run_checked(
                 [
@@ -248,7 +253,7 @@ class KafkaService:
                     f"authorizer.class.name={STANDARD_AUTHORIZER}",
                     "allow.everyone.if.no.acl.found=false",
                     f"super.users=User:{ADMIN_USER};User:ANONYMOUS",
-                    f"log.dirs={self.root / 'data'}",
+                    f"log.dirs={self.data_dir}",
                     "auto.create.topics.enable=false",
                     "offsets.topic.replication.factor=1",
                     "transaction.state.log.replication.factor=1",

@@ -29,6 +29,7 @@ from civsync.services.process import LauncherError, require_free_port, run_check
 from civsync.services.tls import self_signed
 from connectors.settings import StoreSettings
 
+OWNER = "postgres"  # the OS user that owns and runs the clusters when civsync runs as root
 MIN_PG_MAJOR = 15
 _SERVER_SETTINGS = {
     "wal_level": "logical",
@@ -217,7 +218,7 @@ def cluster_root(run_dir: Path, name: str) -> Path:
 
 def _reachable_by_postgres(directory: Path) -> bool:
     probe = subprocess.run(
-        ["runuser", "-u", "postgres", "--", "test", "-x", str(directory)],
+        ["runuser", "-u", OWNER, "--", "test", "-x", str(directory)],
         capture_output=True,
         check=False,
     )
@@ -249,7 +250,7 @@ def _as_owner(argv: list[str]) -> list[str]:
         return argv
     if shutil.which("runuser") is None:
         raise LauncherError("running as root needs runuser (util-linux) to drop to 'postgres'")
-    return ["runuser", "-u", "postgres", "--", *argv]
+    return ["runuser", "-u", OWNER, "--", *argv]
 
 
 def _run_as_owner(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -258,6 +259,6 @@ def _run_as_owner(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 def _give_to_owner(path: Path) -> None:
     if os.geteuid() == 0:
-        shutil.chown(path, user="postgres", group="postgres")
+        shutil.chown(path, user=OWNER, group=OWNER)
         for child in path.rglob("*"):
-            shutil.chown(child, user="postgres", group="postgres")
+            shutil.chown(child, user=OWNER, group=OWNER)

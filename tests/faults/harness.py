@@ -41,7 +41,7 @@ import psycopg
 from bench.e2e import _TICK_S, _directions, _load, _pins, _sql, _writes
 from civsync.config import load_settings
 from civsync.services import LocalServices
-from civsync.services.postgres import PostgresService
+from civsync.services.postgres import OWNER, PostgresService
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import connect
 from connectors.settings import StoreSettings
@@ -67,7 +67,7 @@ def fault_services(run_dir: Path = ROOT / ".run" / "faults") -> Iterator[LocalSe
     os.environ.update(ENDPOINTS)
     services = LocalServices(run_dir, load_settings())
     for name in FILLABLE:
-        DISKS.mount(_data_dir(services, name), owner=None if name == "kafka" else "postgres")
+        DISKS.mount(_data_dir(services, name), owner=None if name == "kafka" else OWNER)
     try:
         services.up()
         yield services
@@ -91,7 +91,7 @@ DISKS = SmallDisks()
 
 
 def _data_dir(services: LocalServices, name: str) -> Path:
-    return services.kafka().root / "data" if name == "kafka" else _store(services, name).data_dir
+    return services.kafka().data_dir if name == "kafka" else _store(services, name).data_dir
 
 
 def _cluster_pids(store: PostgresService) -> list[int]:
