@@ -503,7 +503,7 @@ def main() -> None:
     os.environ["CIVSYNC_CIVIL__DBNAME"] = source.dbname
     os.environ["CIVSYNC_MERGE__TOPIC_PREFIX"] = prefix
     runs = []
-    with ConnectWorker(settings.kafka.bootstrap_servers, prefix, home=CONNECT_HOME) as worker:
+    with ConnectWorker(settings.kafka, prefix, home=CONNECT_HOME) as worker:
         rig = Rig(settings, source, target, TopicAdmin(settings.kafka), worker, prefix)
         try:
             if not args.smoke:  # JIT-compile the worker's hot paths, as in a long-lived worker

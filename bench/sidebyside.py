@@ -295,7 +295,7 @@ def main() -> None:
     os.environ["CIVSYNC_CIVIL__DBNAME"] = source.dbname
     os.environ["CIVSYNC_POPULATION__DBNAME"] = target.dbname
     runs: list[dict[str, Any]] = []
-    with ConnectWorker(settings.kafka.bootstrap_servers, prefix, home=CONNECT_HOME) as worker:
+    with ConnectWorker(settings.kafka, prefix, home=CONNECT_HOME) as worker:
         rig = debezium.Rig(settings, source, target, TopicAdmin(settings.kafka), worker, prefix)
         try:
             if not args.smoke:  # JIT-compile the worker's hot paths, as in a long-lived worker

@@ -107,6 +107,22 @@ class CivsyncSettings(BaseSettings):
         return self.model_copy(update={name: self.part_store(part, name) for name in self.stores()})
 
 
+def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
+    """``kafka`` as the ``CIVSYNC_KAFKA__*`` variables that give a process started with them
+    the same cluster, protocol, login and CA (the password in clear: for a child's
+    environment or ``civsync services env``, never a log)."""
+    password = None if kafka.sasl_password is None else kafka.sasl_password.get_secret_value()
+    values = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+        "sasl_mechanism": kafka.sasl_mechanism,
+        "sasl_username": kafka.sasl_username,
+        "sasl_password": password,
+        "ssl_ca_location": kafka.ssl_ca_location,
+    }
+    return {f"CIVSYNC_KAFKA__{k.upper()}": str(v) for k, v in values.items() if v is not None}
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> CivsyncSettings:
     """Build the settings from ``config_file`` (or ``$CIVSYNC_CONFIG``) and the environment."""
     path = config_file or _path_from_env()

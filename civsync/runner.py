@@ -120,11 +120,10 @@ def command(role: str, config: Path | None) -> list[str]:
 
 def part_env(settings: CivsyncSettings, role: str) -> dict[str, str]:
     """The environment that gives ``role`` its part's own login to the store it connects to
-    (``CIVSYNC_<STORE>__USER`` and ``__PASSWORD``; none for the merger), and, when
-    ``[kafka]`` logs in with SASL, its own Kafka user (``CIVSYNC_KAFKA__SASL_USERNAME`` and
-    ``__SASL_PASSWORD``, ``[kafka_users]``)."""
+    (``CIVSYNC_<STORE>__USER`` and ``__PASSWORD``; none for the merger) and to Kafka
+    (``kafka_part_env``)."""
     kind, _, store = role.partition("-")
-    env = _kafka_env(settings, "merger" if kind == "merger" else f"{kind}_{store}")
+    env = kafka_part_env(settings, role)
     part = {"capture": "capture", "sink": f"sink_{store}"}.get(kind)
     if part is None:
         return env
@@ -141,10 +140,14 @@ def kafka_sasl(settings: CivsyncSettings) -> bool:
     return settings.kafka.security_protocol.upper().startswith("SASL")
 
 
-def _kafka_env(settings: CivsyncSettings, part: str) -> dict[str, str]:
+def kafka_part_env(settings: CivsyncSettings, role: str) -> dict[str, str]:
+    """When ``[kafka]`` logs in with SASL, the environment that logs ``role`` in as its own
+    Kafka user (``CIVSYNC_KAFKA__SASL_USERNAME`` and ``__SASL_PASSWORD``, ``[kafka_users]``);
+    with PLAINTEXT (local development), none."""
     if not kafka_sasl(settings):
-        return {}  # PLAINTEXT: local development, no users
-    user = settings.kafka_users.of(part)
+        return {}
+    kind, _, store = role.partition("-")
+    user = settings.kafka_users.of("merger" if kind == "merger" else f"{kind}_{store}")
     return {
         "CIVSYNC_KAFKA__SASL_USERNAME": user.user,
         "CIVSYNC_KAFKA__SASL_PASSWORD": user.password.get_secret_value(),

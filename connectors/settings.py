@@ -20,6 +20,14 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+_SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
+
+
+def _jaas_quoted(value: str) -> str:
+    """``value`` as a JAAS option value: in double quotes, ``\\`` and ``"`` escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class KafkaSettings(_Frozen):
     """Where the Kafka cluster is and how civsync's clients talk to it."""
 
@@ -61,6 +69,26 @@ class KafkaSettings(_Frozen):
         if self.ssl_ca_location is not None:
             config["ssl.ca.location"] = str(self.ssl_ca_location)
         return config
+
+    def java_properties(self) -> dict[str, str]:
+        """The same connection and login for Kafka's Java clients (Kafka Connect, the
+        broker's perf tools): SCRAM through JAAS, the CA as a PEM truststore."""
+        properties = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            login = self.client_config()  # says what is missing
+            user = _jaas_quoted(login["sasl.username"])
+            password = _jaas_quoted(login["sasl.password"])
+            properties["sasl.mechanism"] = self.sasl_mechanism
+            properties["sasl.jaas.config"] = (
+                f"{_SCRAM_LOGIN} required username={user} password={password};"
+            )
+        if self.ssl_ca_location is not None:
+            properties["ssl.truststore.type"] = "PEM"
+            properties["ssl.truststore.location"] = str(self.ssl_ca_location)
+        return properties
 
     def as_user(self, user: KafkaUserSettings) -> Self:
         """This cluster reached with ``user``'s SCRAM login (``security_protocol`` and

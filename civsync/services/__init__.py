@@ -19,7 +19,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from civsync.config import CivsyncSettings
-from civsync.services.kafka import KAFKA_VERSION, KafkaService
+from civsync.services.kafka import KAFKA_VERSION, SECURE_PORT_OFFSET, KafkaService
 from civsync.services.postgres import PostgresService, cluster_root
 from civsync.services.process import LauncherError, ManagedProcess
 from civsync.services.registry import APICURIO_VERSION, RegistryService
@@ -54,7 +54,11 @@ class LocalServices:
     settings: CivsyncSettings
 
     def kafka(self) -> KafkaService:
-        host, port = _loopback("kafka", self.settings.kafka.bootstrap_servers.split(",")[0])
+        """The broker ``[kafka]`` names, by its PLAINTEXT listener or its SASL_SSL one."""
+        kafka = self.settings.kafka
+        host, port = _loopback("kafka", kafka.bootstrap_servers.split(",")[0])
+        if kafka.security_protocol.upper() == "SASL_SSL":
+            port -= SECURE_PORT_OFFSET
         return KafkaService(self.run_dir / "kafka", host, port)
 
     def registry(self) -> RegistryService:

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from civsync.services.maven import Artifact, resolve
 from civsync.services.registry import APICURIO_VERSION
+from connectors.settings import KafkaSettings
 
 CONNECT_VERSION = "4.1.1"
 DEBEZIUM_VERSION = "3.6.0.Final"
@@ -175,12 +176,28 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _client_lines(kafka: KafkaSettings) -> list[str]:
+    """``kafka``'s connection and login for the worker and for its connectors' producers,
+    consumers and admin clients (each reads its own prefix), as properties-file lines."""
+    properties = kafka.java_properties()
+    return [
+        f"{prefix}{key}={_escaped(value)}"
+        for prefix in ("", "producer.", "consumer.", "admin.")
+        for key, value in properties.items()
+    ]
+
+
+def _escaped(value: str) -> str:
+    """``value`` as a properties file keeps it: a backslash there starts an escape."""
+    return value.replace("\\", "\\\\")
+
+
 class ConnectWorker:
     """One ConnectStandalone process with REST on a free loopback port; a context manager.
     ``home`` holds the runtime, the plugins and ``workers/<name>``."""
 
-    def __init__(self, bootstrap: str, name: str, *, home: Path, heap: str = "512m") -> None:
-        self.bootstrap, self.home, self.heap = bootstrap, home.resolve(), heap
+    def __init__(self, kafka: KafkaSettings, name: str, *, home: Path, heap: str = "512m") -> None:
+        self.kafka, self.home, self.heap = kafka, home.resolve(), heap
         self.workdir = self.home / "workers" / name
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -225,7 +242,7 @@ class ConnectWorker:
         config.write_text(
             "\n".join(
                 [
-                    f"bootstrap.servers={self.bootstrap}",
+                    *_client_lines(self.kafka),
                     "key.converter=org.apache.kafka.connect.json.JsonConverter",
                     "value.converter=org.apache.kafka.connect.json.JsonConverter",
                     "key.converter.schemas.enable=true",

@@ -44,6 +44,7 @@ ADMIN_USER = "admin"
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192  # Kafka's minimum for SCRAM-SHA-512 is 4096
 STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+SECURE_PORT_OFFSET = 2  # the SASL_SSL listener's port, from the PLAINTEXT one's (+ 1: controller)
 
 _ARTIFACTS = [
     Artifact("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
@@ -84,7 +85,7 @@ class KafkaService:
     @property
     def secure_port(self) -> int:
         """The SASL_SSL listener's port."""
-        return self.port + 2
+        return self.port + SECURE_PORT_OFFSET
 
     @property
     def bootstrap(self) -> str:

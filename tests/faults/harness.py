@@ -37,14 +37,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from bench.e2e import _TICK_S, _directions, _load, _pins, _sql, _writes
-from civsync.config import load_settings
+from civsync.config import kafka_env, load_settings
 from civsync.services import LocalServices
 from civsync.services.postgres import OWNER, PostgresService
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import connect
-from connectors.settings import StoreSettings
+from connectors.settings import KafkaSettings, StoreSettings
 from engine.errors import CivsyncError
 from tests.faults.disk import NoDiskToFillError, SmallDisks
 from tests.integration.merge_support import Pipeline, pipeline
@@ -62,23 +63,25 @@ ENDPOINTS = {
 @contextmanager
 def fault_services(run_dir: Path = ROOT / ".run" / "faults") -> Iterator[LocalServices]:
     """Services of the fault suite's own, up; this process's environment points civsync
-    (and every process it starts) at them until the block ends, then they stop."""
-    saved = {name: os.environ.get(name) for name in ENDPOINTS}
-    os.environ.update(ENDPOINTS)
-    services = LocalServices(run_dir, load_settings())
-    for name in FILLABLE:
-        DISKS.mount(_data_dir(services, name), owner=None if name == "kafka" else OWNER)
-    try:
-        services.up()
-        yield services
-    finally:
-        services.down()
-        DISKS.unmount()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    (and every process it starts) at them until the block ends, then they stop. Kafka is
+    reached over its SASL_SSL listener, as ``admin``; the pipeline's parts log in as
+    themselves (``merge_support.pipeline``)."""
+    with pytest.MonkeyPatch.context() as env:
+        for name in [name for name in os.environ if name.startswith("CIVSYNC_KAFKA__")]:
+            env.delenv(name)  # the development broker's login, if a test session set one
+        for name, value in ENDPOINTS.items():
+            env.setenv(name, value)
+        services = LocalServices(run_dir, load_settings())
+        for name in FILLABLE:
+            DISKS.mount(_data_dir(services, name), owner=None if name == "kafka" else OWNER)
+        try:
+            services.up()
+            for name, value in kafka_env(services.kafka().admin_settings(KafkaSettings())).items():
+                env.setenv(name, value)
+            yield services
+        finally:
+            services.down()
+            DISKS.unmount()
 
 
 def _store(services: LocalServices, name: str) -> PostgresService:

@@ -68,8 +68,11 @@ def running_capture(
         raise failure[0]
 
 
-def capture_process(table: str, *extra: str, store: str = "civil") -> subprocess.Popen[bytes]:
-    """`civsync capture run <store>` of ``table`` alone, as its own process (slot = table)."""
+def capture_process(
+    table: str, *extra: str, store: str = "civil", env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`civsync capture run <store>` of ``table`` alone, as its own process (slot = table),
+    with ``env`` over this process's environment."""
     return civsync_process(
         "capture",
         "run",
@@ -81,14 +84,16 @@ def capture_process(table: str, *extra: str, store: str = "civil") -> subprocess
         "--partitions",
         "3",
         *extra,
+        env=env,
     )
 
 
-def civsync_process(*args: str) -> subprocess.Popen[bytes]:
-    """A `civsync` command as its own process, logging warnings and errors only."""
+def civsync_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A `civsync` command as its own process, logging warnings and errors only; ``env``
+    over this process's environment (a part's own Kafka login)."""
     return subprocess.Popen(
         [sys.executable, "-m", "civsync.cli", *args],
-        env={**os.environ, "CIVSYNC_LOG_LEVEL": "WARNING"},
+        env={**os.environ, "CIVSYNC_LOG_LEVEL": "WARNING", **(env or {})},
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from civsync.config import CivsyncSettings, load_settings
+from civsync.config import CivsyncSettings, kafka_env, load_settings
 from civsync.services import LocalServices
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import Connection, connect
@@ -54,12 +54,20 @@ def services_mode() -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(request: pytest.FixtureRequest, services_mode: str) -> CivsyncSettings:
+def settings(request: pytest.FixtureRequest, services_mode: str) -> Iterator[CivsyncSettings]:
+    """The services' settings. On the local services, Kafka is reached over its SASL_SSL
+    listener as ``admin``, by the tests and every ``civsync`` process they start (this
+    process's environment says so until the session ends); each engine part of a test's
+    pipeline logs in as its own user (``merge_support.pipeline``)."""
     settings = load_settings()
     local = LocalServices(RUN_DIR, settings)
     if services_mode == "local":
         local.up()
-        return settings
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in kafka_env(local.kafka().admin_settings(settings.kafka)).items():
+                env.setenv(name, value)
+            yield load_settings()
+        return
     probes = [local.kafka().healthy, local.registry().healthy]
     probes += [store.healthy for store in local.stores()]
     if services_mode == "docker":
@@ -68,7 +76,7 @@ def settings(request: pytest.FixtureRequest, services_mode: str) -> CivsyncSetti
             docker.wait_until_responsive(check=probe, timeout=180.0, pause=1.0)
     unhealthy = [probe.__self__ for probe in probes if not probe()]  # type: ignore[attr-defined]
     assert not unhealthy, f"services from the environment are not healthy: {unhealthy}"
-    return settings
+    yield settings
 
 
 @pytest.fixture

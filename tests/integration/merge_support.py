@@ -1,5 +1,10 @@
 """A whole civsync pipeline for tests: both stores' capture, merger(s) and both sinks, each
-a real `civsync` process on the real services, with tables and topics of its own."""
+a real `civsync` process on the real services, with tables and topics of its own.
+
+When Kafka is reached with SASL (the tests' local services: ``tests/integration/conftest.py``),
+the pipeline provisions each part's Kafka user with exactly its ACLs for the pipeline's topics
+and groups, as ``admin`` (``ensure_users``, as ``civsync run`` does), and each part logs in as
+its own user: a part that reaches beyond its ACLs fails its test."""
 
 from __future__ import annotations
 
@@ -16,7 +21,10 @@ from typing import Any, TypeVar
 
 from psycopg import sql
 
+from civsync.config import CivsyncSettings, load_settings
+from civsync.runner import kafka_part_env, kafka_sasl
 from connectors.kafka.admin import TopicAdmin
+from connectors.kafka.security import ensure_users
 from connectors.merge.settings import MergeSettings
 from connectors.postgres import Connection
 from connectors.settings import KafkaSettings
@@ -84,6 +92,10 @@ class Pipeline:
     config: Path
     capture_args: tuple[str, ...] = ()  # more arguments of `civsync capture run`
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    settings: CivsyncSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = load_settings(self.config)  # the environment's services, this config
 
     @property
     def civil_table(self) -> str:
@@ -100,14 +112,15 @@ class Pipeline:
     def start(self, role: str) -> None:
         """Start ``role``: capture-civil, capture-population, merger-<instance>, sink-<store>."""
         config = ("--config", str(self.config))
+        login = kafka_part_env(self.settings, role)
         kind, _, what = role.partition("-")
         if kind == "capture":
             table = self.civil_table if what == "civil" else self.population_table
-            process = capture_process(table, *config, *self.capture_args, store=what)
+            process = capture_process(table, *config, *self.capture_args, store=what, env=login)
         elif kind == "merger":
-            process = civsync_process("merge", "run", *config, "--instance", what)
+            process = civsync_process("merge", "run", *config, "--instance", what, env=login)
         else:
-            process = civsync_process("sink", "run", what, *config)
+            process = civsync_process("sink", "run", what, *config, env=login)
         self.processes[role] = process
 
     def kill(self, role: str) -> None:
@@ -248,6 +261,8 @@ def pipeline(
             conn.execute(statement)
     roles = ["capture-civil", "capture-population", "sink-civil", "sink-population"]
     roles += [f"merger-{n}" for n in range(mergers)]
+    if kafka_sasl(run.settings):  # as admin: its users' ACLs for this pipeline alone
+        ensure_users(run.settings.kafka, run.settings.kafka_users, run.settings.merge)
     try:
         if seed is not None:
             seed(run)

@@ -175,7 +175,7 @@ def connector(settings: CivsyncSettings, unique_name: str) -> Iterator[str]:
     """The sink connector's name; its consumer group (``connect-<name>``) deleted afterwards."""
     name = f"{unique_name}-sink"
     yield name
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = AdminClient(settings.kafka.client_config())
     for future in admin.delete_consumer_groups([f"connect-{name}"]).values():
         with contextlib.suppress(KafkaException):  # none if the sink never started
             future.result(timeout=30)
@@ -252,7 +252,7 @@ def test_the_debezium_jdbc_sink_writes_a_civsync_topic_into_typed_columns(
         "consumer.override.auto.offset.reset": "earliest",
         **avro_converters(str(settings.registry.url)),
     }
-    worker = ConnectWorker(settings.kafka.bootstrap_servers, source, home=RUN_DIR / "connect")
+    worker = ConnectWorker(settings.kafka, source, home=RUN_DIR / "connect")
     with worker, running_capture(settings, registry, "civil", source, [source]):
         wait_caught_up(civil, source)
         worker.create(connector, sink)
