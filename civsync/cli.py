@@ -16,6 +16,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -33,7 +34,7 @@ from civsync import logging as civsync_logging
 from civsync.capture_cli import app as capture_app
 from civsync.capture_cli import slot_name
 from civsync.capture_cli import snapshot as capture_snapshot
-from civsync.config import CivsyncSettings, load_settings
+from civsync.config import CivsyncSettings, kafka_env, load_settings
 from civsync.demo import Demo
 from civsync.history_cli import audit_app
 from civsync.history_cli import history as history_command
@@ -43,7 +44,7 @@ from civsync.quarantine_cli import app as quarantine_app
 from civsync.reconcile import reconcile as run_reconcile
 from civsync.remap import remap as run_remap
 from civsync.runner import EngineProcesses, roles
-from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
+from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LauncherError, LocalServices
 from civsync.status import Status, engine_status
 from connectors.kafka.security import ensure_users
 from connectors.migrations import ensure_roles
@@ -379,14 +380,18 @@ def services_status(config: ConfigOption = None, run_dir: RunDirOption = Path(".
 
 
 @services_app.command("env")
-def services_env(config: ConfigOption = None) -> None:
-    """Print the CIVSYNC_* endpoint variables, for a shell: eval "$(civsync services env)"."""
-    settings = _settings(config)
-    pairs = {
-        "CIVSYNC_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "CIVSYNC_REGISTRY__URL": str(settings.registry.url),
-    }
-    for name, store in settings.stores().items():
+def services_env(config: ConfigOption = None, run_dir: RunDirOption = Path(".run")) -> None:
+    """Print the CIVSYNC_* variables that reach the local services, for a shell:
+    eval "$(civsync services env)". Kafka is its SASL_SSL listener, as admin (the password
+    is printed: for your own shell); the stores are their owner."""
+    services = _services(config, run_dir)
+    try:
+        kafka = services.kafka().admin_settings(services.settings.kafka)
+    except LauncherError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    pairs = kafka_env(kafka) | {"CIVSYNC_REGISTRY__URL": str(services.settings.registry.url)}
+    for name, store in services.settings.stores().items():
         prefix = f"CIVSYNC_{name.upper()}__"
         pairs |= {
             f"{prefix}HOST": store.host,
@@ -394,7 +399,7 @@ def services_env(config: ConfigOption = None) -> None:
             f"{prefix}DBNAME": store.dbname,
             f"{prefix}USER": store.user,
         }
-    sys.stdout.write("".join(f"export {key}={value}\n" for key, value in pairs.items()))
+    sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in pairs.items()))
 
 
 def _print_status(services: LocalServices) -> bool:
