@@ -29,6 +29,7 @@ import re
 import shutil
 import string
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -43,11 +44,11 @@ from bench.debezium import COMPRESSION, DDL, PARTITIONS, bench_store, person_tab
 from bench.report import RESULTS, summary, write
 from civsync.config import load_settings
 from civsync.services import LocalServices
-from civsync.services.connect import CONNECT_VERSION
-from civsync.services.maven import Artifact, resolve
+from civsync.services.connect import tools
+from civsync.services.kafka import properties_line
 from connectors.kafka.avro import PRODUCER_DEFAULTS
 from connectors.postgres import Connection, connect
-from connectors.settings import StoreSettings
+from connectors.settings import KafkaSettings, StoreSettings
 
 _PRODUCER = {**PRODUCER_DEFAULTS, "compression.type": COMPRESSION}  # civsync's, as benchmarked
 
@@ -144,25 +145,36 @@ def decoding_rates(store: StoreSettings, changes: int) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
-def _tools() -> Path:
-    artifacts = [Artifact("org.apache.kafka", "kafka-tools", CONNECT_VERSION)]
-    return resolve(f"kafka-tools-{CONNECT_VERSION}", artifacts, HOME / f"tools-{CONNECT_VERSION}")
-
-
-def java_produce(bootstrap: str, topic: str, records: int, size: int) -> float:
+def java_produce(kafka: KafkaSettings, topic: str, records: int, size: int) -> float:
     """Records/s of Kafka's ProducerPerformance with civsync's producer settings."""
     java = shutil.which("java")
     if java is None:
         raise RuntimeError("java is not installed")
     # librdkafka batches up to 1 MB per partition by default, the Java client 16 KB: the same
     # limit for both, so the figure is the broker's and not the Java client's default.
-    props = {**_PRODUCER, "batch.size": 1_000_000, "bootstrap.servers": bootstrap}
-    out = subprocess.run(
+    props = {**_PRODUCER, "batch.size": 1_000_000, **kafka.java_properties()}
+    with tempfile.TemporaryDirectory() as private:  # the config holds the login
+        config = Path(private) / "producer.properties"
+        config.write_text("\n".join(properties_line(k, _java(v)) for k, v in props.items()))
+        out = _producer_performance(java, config, topic, records, size)
+    found = re.findall(r"(\d+) records sent, ([\d.]+) records/sec", out)
+    if not found:
+        raise RuntimeError(f"no summary from ProducerPerformance: {out[-500:]}")
+    return float(found[-1][1])
+
+
+def _java(value: object) -> str:
+    """A producer setting as the Java client reads it (``true``, not ``True``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _producer_performance(java: str, config: Path, topic: str, records: int, size: int) -> str:
+    return subprocess.run(
         [
             java,
             "-Xmx512m",
             "-cp",
-            f"{_tools() / 'lib'}/*",
+            f"{tools(HOME) / 'lib'}/*",
             "org.apache.kafka.tools.ProducerPerformance",
             "--topic",
             topic,
@@ -172,22 +184,18 @@ def java_produce(bootstrap: str, topic: str, records: int, size: int) -> float:
             str(size),
             "--throughput",
             "-1",
-            "--producer-props",
-            *(f"{k}={str(v).lower()}" for k, v in props.items()),
+            "--producer.config",
+            str(config),
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    found = re.findall(r"(\d+) records sent, ([\d.]+) records/sec", out)
-    if not found:
-        raise RuntimeError(f"no summary from ProducerPerformance: {out[-500:]}")
-    return float(found[-1][1])
 
 
-def python_produce(bootstrap: str, topic: str, records: int, size: int) -> float:
+def python_produce(kafka: KafkaSettings, topic: str, records: int, size: int) -> float:
     """Records/s of a bare confluent-kafka produce loop (payloads built before timing)."""
-    producer = Producer({**_PRODUCER, "bootstrap.servers": bootstrap})
+    producer = Producer({**_PRODUCER, **kafka.client_config()})
     letters = string.ascii_uppercase.encode()
     payloads = [bytes(random.choices(letters, k=size)) for _ in range(1000)]  # noqa: S311
     started = time.monotonic()
@@ -228,9 +236,9 @@ def main() -> None:
     settings = load_settings()
     LocalServices(ROOT / ".run", settings).up()
     source, target = bench_store(settings.civil), bench_store(settings.population)
-    bootstrap, sizes = settings.kafka.bootstrap_servers, record_sizes()
+    kafka, sizes = settings.kafka, record_sizes()
     topic = f"dbzbench-ceilings-{time.strftime('%Y%m%d%H%M%S')}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka.client_config())
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(timeout=30)
     figures: dict[str, list[float]] = {}
     try:
@@ -242,10 +250,8 @@ def main() -> None:
             )
             found |= zip(("wal2json", "pgoutput"), decoding_rates(source, args.rows), strict=True)
             for tool, size in sizes.items():
-                found[f"java_produce_{tool}"] = java_produce(bootstrap, topic, args.records, size)
-                found[f"python_produce_{tool}"] = python_produce(
-                    bootstrap, topic, args.records, size
-                )
+                found[f"java_produce_{tool}"] = java_produce(kafka, topic, args.records, size)
+                found[f"python_produce_{tool}"] = python_produce(kafka, topic, args.records, size)
             print(f"run {run}: " + ", ".join(f"{k} {v:,.0f}/s" for k, v in found.items()))
             for key, value in found.items():
                 figures.setdefault(key, []).append(value)

@@ -58,7 +58,7 @@ from civsync.services import LocalServices
 from civsync.services.connect import CONNECT_VERSION, DEBEZIUM_VERSION, ConnectWorker
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import Connection, connect
-from connectors.settings import StoreSettings
+from connectors.settings import KafkaSettings, StoreSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DB = "civsync_bench_dbz"
@@ -146,21 +146,14 @@ class Rig:
     worker: ConnectWorker
     prefix: str
 
-    @property
-    def bootstrap(self) -> str:
-        return self.settings.kafka.bootstrap_servers
-
     def on_topic(self, topic: str, count: int) -> Callable[[], bool]:
         return lambda: topic in self.admin.names() and self.admin.end_offsets(topic) >= count
 
     def record_bytes(self, topic: str, sample: int = 200) -> float:
         """Mean key + value size of the first ``sample`` records of partition 0."""
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": self.prefix,
-                "enable.auto.commit": False,
-            }
+            self.settings.kafka.client_config()
+            | {"group.id": self.prefix, "enable.auto.commit": False}
         )
         consumer.assign([TopicPartition(topic, 0, 0)])
         sizes = [
@@ -325,7 +318,7 @@ def civsync_apply(rig: Rig, prefix: str, source: str, *, rows: int, updated: int
             for process in processes:
                 process.wait(timeout=60)
         conn.execute(q("DROP TABLE {t}", target))
-    admin = AdminClient({"bootstrap.servers": rig.bootstrap})
+    admin = AdminClient(rig.settings.kafka.client_config())
     for future in admin.delete_consumer_groups(
         [f"{prefix}-merger", f"{prefix}-sink-population"]
     ).values():
@@ -417,7 +410,7 @@ def debezium_capture(rig: Rig, rows: int, updates: int) -> tuple[Figures, str]:
 
 def debezium_apply(
     worker: ConnectWorker,
-    bootstrap: str,
+    kafka: KafkaSettings,
     topic: str,
     target: StoreSettings,
     *,
@@ -469,7 +462,7 @@ def debezium_apply(
         }
         worker.delete(name)
         conn.execute(q("DROP TABLE {t}", table))
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka.client_config())
     for future in admin.delete_consumer_groups([f"connect-{name}"]).values():
         future.result(timeout=30)
     return rate
@@ -479,7 +472,9 @@ def one_run(rig: Rig, rows: int, updates: int) -> dict[str, Any]:
     civ, prefix, table = civsync_capture(rig, rows, updates)
     civ |= civsync_apply(rig, prefix, table, rows=rows, updated=updates)
     dbz, topic = debezium_capture(rig, rows, updates)
-    dbz |= debezium_apply(rig.worker, rig.bootstrap, topic, rig.target, rows=rows, updated=updates)
+    dbz |= debezium_apply(
+        rig.worker, rig.settings.kafka, topic, rig.target, rows=rows, updated=updates
+    )
     rig.admin.delete([topic])
     return {"civsync": civ, "debezium": dbz}
 

@@ -87,11 +87,13 @@ def ceiling_run(rig: debezium.Rig, rows: int, records: int, size: int) -> dict[s
         strict=True,
     )
     topic = f"{rig.prefix}-ceilings-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": rig.bootstrap})
+    admin = AdminClient(rig.settings.kafka.client_config())
     admin.create_topics([NewTopic(topic, debezium.PARTITIONS, 1)])[topic].result(timeout=30)
     try:
-        found["java_produce"] = ceilings.java_produce(rig.bootstrap, topic, records, size)
-        found["librdkafka_produce"] = ceilings.python_produce(rig.bootstrap, topic, records, size)
+        found["java_produce"] = ceilings.java_produce(rig.settings.kafka, topic, records, size)
+        found["librdkafka_produce"] = ceilings.python_produce(
+            rig.settings.kafka, topic, records, size
+        )
     finally:
         admin.delete_topics([topic])[topic].result(timeout=30)
     return found
@@ -195,7 +197,7 @@ def run_table(name: str, kind: str) -> str:
 
 def _forget(rig: debezium.Rig, prefix: str, groups: list[str]) -> None:
     """Delete ``groups`` and every topic and registry subject whose name starts with ``prefix``."""
-    admin = AdminClient({"bootstrap.servers": rig.bootstrap})
+    admin = AdminClient(rig.settings.kafka.client_config())
     for future in admin.delete_consumer_groups(groups).values():
         with contextlib.suppress(KafkaException):  # a group that never committed is not there
             future.result(timeout=30)

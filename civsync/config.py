@@ -98,7 +98,7 @@ class CivsyncSettings(BaseSettings):
         user (or logs in with none), else, with SASL, as ``part``'s own user: an engine's
         config (the demo's) holds no password, and a steward's command then logs in as the
         steward."""
-        if self.kafka.sasl_mechanism and not self.kafka.sasl_username:
+        if self.kafka.logs_in and not self.kafka.sasl_username:
             return self.kafka_part(part)
         return self.kafka
 
@@ -116,7 +116,7 @@ def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
         "bootstrap_servers": kafka.bootstrap_servers,
         "security_protocol": kafka.security_protocol,
         "sasl_mechanism": kafka.sasl_mechanism,
-        "sasl_username": kafka.sasl_username,
+        "sasl_username": kafka.sasl_username or "",  # empty: nobody
         "sasl_password": password,
         "ssl_ca_location": kafka.ssl_ca_location,
     }

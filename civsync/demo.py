@@ -26,7 +26,7 @@ from rich.table import Table
 
 from civsync.config import CivsyncSettings
 from civsync.generator import GeneratedPerson, Generator, PinReissue
-from civsync.runner import EngineProcesses, engine_config, kafka_sasl
+from civsync.runner import EngineProcesses, engine_config
 from civsync.services import LocalServices
 from connectors.capture.slot import ReplicationSlot
 from connectors.kafka.admin import TopicAdmin
@@ -112,7 +112,7 @@ class Demo:
         the demo as ``admin`` and each engine part as its own user, with only its ACLs."""
         services = LocalServices(self.run_dir, self.settings)
         services.up(progress=self.console.log)
-        if not kafka_sasl(self.settings):
+        if not self.settings.kafka.logs_in:
             kafka = services.kafka().admin_settings(self.settings.kafka)
             self.settings = self.settings.model_copy(update={"kafka": kafka})
 

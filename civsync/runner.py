@@ -67,10 +67,10 @@ def engine_config(
         f'bootstrap_servers = "{kafka.bootstrap_servers}"',
         f'security_protocol = "{kafka.security_protocol}"',
     ]
-    if kafka.sasl_mechanism:  # each part's user and password: its environment (part_env)
-        lines += [f'sasl_mechanism = "{kafka.sasl_mechanism}"']
+    if kafka.logs_in:  # no login: each part's comes in its environment (part_env)
+        lines += [f'sasl_mechanism = "{kafka.sasl_mechanism}"', 'sasl_username = ""']
     if kafka.ssl_ca_location is not None:
-        lines += [f'ssl_ca_location = "{kafka.ssl_ca_location}"']
+        lines += [f'ssl_ca_location = "{kafka.ssl_ca_location.resolve()}"']
     lines += [
         "[registry]",
         f'url = "{settings.registry.url}"',
@@ -135,16 +135,11 @@ def part_env(settings: CivsyncSettings, role: str) -> dict[str, str]:
     }
 
 
-def kafka_sasl(settings: CivsyncSettings) -> bool:
-    """Whether civsync logs in to Kafka (SASL_SSL, or SASL_PLAINTEXT), each part as itself."""
-    return settings.kafka.security_protocol.upper().startswith("SASL")
-
-
 def kafka_part_env(settings: CivsyncSettings, role: str) -> dict[str, str]:
     """When ``[kafka]`` logs in with SASL, the environment that logs ``role`` in as its own
     Kafka user (``CIVSYNC_KAFKA__SASL_USERNAME`` and ``__SASL_PASSWORD``, ``[kafka_users]``);
     with PLAINTEXT (local development), none."""
-    if not kafka_sasl(settings):
+    if not settings.kafka.logs_in:
         return {}
     kind, _, store = role.partition("-")
     user = settings.kafka_users.of("merger" if kind == "merger" else f"{kind}_{store}")
@@ -191,7 +186,7 @@ class EngineProcesses:
         slot this engine's capture reads (``--slot`` in ``extra``, or the settings'). With
         SASL, as Kafka's administrator (``kafka_admin``, else ``[kafka]``): the parts' users
         and ACLs."""
-        if kafka_sasl(settings):
+        if settings.kafka.logs_in:
             admin = self.kafka_admin or settings.kafka
             ensure_users(admin, settings.kafka_users, settings.merge)
         for store, owner in settings.stores().items():

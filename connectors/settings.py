@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 from psycopg.conninfo import make_conninfo
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from engine.errors import ConfigError
 
@@ -28,17 +36,32 @@ def _jaas_quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class KafkaSettings(_Frozen):
-    """Where the Kafka cluster is and how civsync's clients talk to it."""
+LOCAL_KAFKA_ADMIN = "admin"  # the local broker's super user (civsync.services.kafka)
+DEVELOPMENT_ADMIN_PASSWORD = SecretStr("civsync-admin")  # the local broker's, by default
 
-    bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
+
+class KafkaSettings(_Frozen):
+    """Where the Kafka cluster is and how civsync's clients talk to it. The defaults reach
+    the local broker (``civsync services up``) over its SASL_SSL listener as its ``admin``,
+    with a development password: set a real one anywhere else."""
+
+    bootstrap_servers: str = Field(default="127.0.0.1:9094", min_length=1)
     client_id: str = "civsync"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    security_protocol: Literal["SASL_SSL", "SASL_PLAINTEXT", "SSL", "PLAINTEXT"] = Field(
+        default="SASL_SSL",
+        description="SASL_SSL: TLS and a SCRAM login, the local broker's client listener; "
+        "PLAINTEXT for explicit local development only (the local broker then also listens "
+        "in clear, at bootstrap_servers' port, where anyone is a super user)",
+    )
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = Field(
+        default=LOCAL_KAFKA_ADMIN,
+        description="whom civsync logs in as; empty: nobody here (an engine's config: "
+        "`civsync run` gives each part its own user)",
+    )
+    sasl_password: SecretStr | None = DEVELOPMENT_ADMIN_PASSWORD
     ssl_ca_location: Path | None = Field(
-        default=None,
+        default=Path(".run/kafka/ca.crt"),
         description="the CA certificate the broker's TLS certificate is checked against "
         "(librdkafka's ssl.ca.location; the local broker's is <run>/kafka/ca.crt); unset: "
         "the system's CA store",
@@ -49,6 +72,20 @@ class KafkaSettings(_Frozen):
         "saves CPU on client and broker where disk and network are cheap (Kafka's default)",
     )
 
+    @field_validator("sasl_username", mode="before")
+    @classmethod
+    def _empty_is_nobody(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def logs_in(self) -> bool:
+        """Whether clients log in (SASL_SSL or SASL_PLAINTEXT)."""
+        return self.security_protocol.startswith("SASL")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol.endswith("SSL")
+
     def client_config(self) -> dict[str, Any]:
         """librdkafka configuration shared by producers, consumers and the admin client."""
         config: dict[str, Any] = {
@@ -56,7 +93,7 @@ class KafkaSettings(_Frozen):
             "client.id": self.client_id,
             "security.protocol": self.security_protocol,
         }
-        if self.sasl_mechanism:
+        if self.logs_in:
             if not (self.sasl_username and self.sasl_password):
                 raise ConfigError(
                     f"[kafka] logs in with {self.sasl_mechanism} but names no sasl_username and"
@@ -66,28 +103,28 @@ class KafkaSettings(_Frozen):
             config["sasl.mechanism"] = self.sasl_mechanism
             config["sasl.username"] = self.sasl_username
             config["sasl.password"] = self.sasl_password.get_secret_value()
-        if self.ssl_ca_location is not None:
+        if self.uses_tls and self.ssl_ca_location is not None:
             config["ssl.ca.location"] = str(self.ssl_ca_location)
         return config
 
     def java_properties(self) -> dict[str, str]:
         """The same connection and login for Kafka's Java clients (Kafka Connect, the
-        broker's perf tools): SCRAM through JAAS, the CA as a PEM truststore."""
+        broker's perf and topic tools): SCRAM through JAAS, the CA as a PEM truststore."""
+        config = self.client_config()  # says what is missing
         properties = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
         }
-        if self.sasl_mechanism:
-            login = self.client_config()  # says what is missing
-            user = _jaas_quoted(login["sasl.username"])
-            password = _jaas_quoted(login["sasl.password"])
+        if self.logs_in:
+            user = _jaas_quoted(config["sasl.username"])
+            password = _jaas_quoted(config["sasl.password"])
             properties["sasl.mechanism"] = self.sasl_mechanism
             properties["sasl.jaas.config"] = (
                 f"{_SCRAM_LOGIN} required username={user} password={password};"
             )
-        if self.ssl_ca_location is not None:
+        if "ssl.ca.location" in config:
             properties["ssl.truststore.type"] = "PEM"
-            properties["ssl.truststore.location"] = str(self.ssl_ca_location)
+            properties["ssl.truststore.location"] = config["ssl.ca.location"]
         return properties
 
     def as_user(self, user: KafkaUserSettings) -> Self:
@@ -262,7 +299,7 @@ class KafkaUsersSettings(_PartLogins):
     real ones elsewhere (``CIVSYNC_KAFKA_USERS__MERGER__PASSWORD``)."""
 
     PARTS: ClassVar[tuple[str, ...]] = KAFKA_PARTS
-    RESERVED: ClassVar[frozenset[str]] = frozenset({"admin"})
+    RESERVED: ClassVar[frozenset[str]] = frozenset({LOCAL_KAFKA_ADMIN})
     LOGIN: ClassVar[str] = "Kafka user"
 
     @staticmethod

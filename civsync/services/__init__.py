@@ -19,10 +19,16 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from civsync.config import CivsyncSettings
-from civsync.services.kafka import KAFKA_VERSION, SECURE_PORT_OFFSET, KafkaService
+from civsync.services.kafka import (
+    ADMIN_USER,
+    KAFKA_VERSION,
+    SECURE_PORT_OFFSET,
+    KafkaService,
+)
 from civsync.services.postgres import PostgresService, cluster_root
 from civsync.services.process import LauncherError, ManagedProcess
 from civsync.services.registry import APICURIO_VERSION, RegistryService
+from connectors.settings import DEVELOPMENT_ADMIN_PASSWORD
 
 __all__ = ["APICURIO_VERSION", "KAFKA_VERSION", "LauncherError", "LocalServices"]
 
@@ -54,12 +60,20 @@ class LocalServices:
     settings: CivsyncSettings
 
     def kafka(self) -> KafkaService:
-        """The broker ``[kafka]`` names, by its PLAINTEXT listener or its SASL_SSL one."""
+        """The broker ``[kafka]`` names: by its SASL_SSL listener (``port + 2``), or by its
+        PLAINTEXT one, which it then opens. admin's password is ``[kafka]``'s when
+        ``[kafka]`` logs in as admin, else the development default."""
         kafka = self.settings.kafka
         host, port = _loopback("kafka", kafka.bootstrap_servers.split(",")[0])
-        if kafka.security_protocol.upper() == "SASL_SSL":
-            port -= SECURE_PORT_OFFSET
-        return KafkaService(self.run_dir / "kafka", host, port)
+        plaintext = kafka.security_protocol == "PLAINTEXT"
+        password = kafka.sasl_password if kafka.sasl_username == ADMIN_USER else None
+        return KafkaService(
+            self.run_dir / "kafka",
+            host,
+            port if plaintext else port - SECURE_PORT_OFFSET,
+            admin_password=password or DEVELOPMENT_ADMIN_PASSWORD,
+            plaintext=plaintext,
+        )
 
     def registry(self) -> RegistryService:
         netloc = urlsplit(str(self.settings.registry.url)).netloc
@@ -92,8 +106,12 @@ class LocalServices:
                 service.process.wait_healthy(service.healthy, START_TIMEOUT_S)
                 timings[name] = time.monotonic() - started
                 progress(f"{name} healthy after {timings[name]:.1f}s")
-            if self.kafka().ensure_admin():  # a broker formatted before it had one
-                progress("gave Kafka's admin user its SCRAM password")
+            kafka = self.kafka()
+            if kafka.adopt_admin_password():  # formatted with a random one
+                progress("set Kafka's admin password to the settings' one; restarting Kafka")
+                kafka.process.stop()  # its own connections log in with the new one too
+                kafka.start()
+                kafka.process.wait_healthy(kafka.healthy, START_TIMEOUT_S)
         return timings
 
     def down(self, progress: Callable[[str], None] = lambda _: None) -> None:

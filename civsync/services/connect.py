@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from civsync.services.kafka import properties_line
 from civsync.services.maven import Artifact, resolve
 from civsync.services.registry import APICURIO_VERSION
 from connectors.settings import KafkaSettings
@@ -126,6 +127,13 @@ def runtime(home: Path) -> Path:
     return resolve(f"connect-{CONNECT_VERSION}", _RUNTIME, target)
 
 
+def tools(home: Path) -> Path:
+    """The directory of Kafka's command-line tools (``kafka-tools``: ``TopicCommand``,
+    ``ProducerPerformance``), resolved once, then cached."""
+    artifacts = [Artifact("org.apache.kafka", "kafka-tools", CONNECT_VERSION)]
+    return resolve(f"kafka-tools-{CONNECT_VERSION}", artifacts, home / f"tools-{CONNECT_VERSION}")
+
+
 def plugin_path(home: Path) -> Path:
     """A plugin.path with one directory per plugin (resolved once, then cached)."""
     root = home.resolve() / "plugins"
@@ -181,15 +189,10 @@ def _client_lines(kafka: KafkaSettings) -> list[str]:
     consumers and admin clients (each reads its own prefix), as properties-file lines."""
     properties = kafka.java_properties()
     return [
-        f"{prefix}{key}={_escaped(value)}"
+        properties_line(f"{prefix}{key}", value)
         for prefix in ("", "producer.", "consumer.", "admin.")
         for key, value in properties.items()
     ]
-
-
-def _escaped(value: str) -> str:
-    """``value`` as a properties file keeps it: a backslash there starts an escape."""
-    return value.replace("\\", "\\\\")
 
 
 class ConnectWorker:

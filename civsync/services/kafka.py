@@ -1,16 +1,16 @@
 """A single-node Apache Kafka broker in KRaft mode, from Maven Central jars, on loopback.
 
-Two client listeners (docs/security.md, Kafka):
+Clients reach it over one listener, ``SASL_SSL`` on ``port + 2`` (``port + 1`` is the
+controller's): TLS with a certificate made once in ``<root>/tls`` (clients verify it with
+``<root>/ca.crt``, their ``ssl.ca.location``) and SCRAM-SHA-512 logins. ``admin`` is a super
+user, created when the storage is formatted, with ``[kafka]``'s password when ``[kafka]``
+logs in as admin (by default: a development password); every other user and its ACLs come
+from ``civsync kafka-users`` (``connectors.kafka.security``). The broker talks to itself
+over the same listener, as ``admin``.
 
-- ``PLAINTEXT`` on ``port``, for explicit local development only: no TLS, no login; its
-  clients are ``User:ANONYMOUS``, a super user, so most tests and the benchmarks work as
-  before. Never expose it beyond loopback.
-- ``SASL_SSL`` on ``port + 2`` (``port + 1`` is the controller's): TLS with a certificate
-  made once in ``<root>/tls`` (clients verify it with ``<root>/ca.crt`` as their
-  ``ssl.ca.location``) and SCRAM-SHA-512 logins. ``admin`` (password in ``<root>/admin.password``,
-  mode 0600) is a super user, created when the storage is formatted; every other user and
-  its ACLs come from ``civsync kafka-users`` (``connectors.kafka.security``). The demo's
-  engine uses this listener (``admin_settings``).
+``PLAINTEXT`` on ``port`` (no TLS, no login; its clients are ``User:ANONYMOUS``, a super
+user) opens only when ``[kafka]`` says ``security_protocol = "PLAINTEXT"``: explicit local
+development, never beyond loopback (docs/security.md, Kafka).
 
 The StandardAuthorizer checks every request; with ``allow.everyone.if.no.acl.found=false``
 a user may do only what an ACL allows it.
@@ -19,12 +19,12 @@ a user may do only what an ACL allows it.
 from __future__ import annotations
 
 import base64
-import secrets
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import (
     AdminClient,
     ScramCredentialInfo,
@@ -36,11 +36,12 @@ from pydantic import SecretStr
 from civsync.services.maven import Artifact, resolve
 from civsync.services.process import LauncherError, ManagedProcess, require_free_port, run_checked
 from civsync.services.tls import self_signed, write_private
-from connectors.settings import KafkaSettings
+from connectors.kafka.errors import RefusalWatch
+from connectors.settings import DEVELOPMENT_ADMIN_PASSWORD, LOCAL_KAFKA_ADMIN, KafkaSettings
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
-ADMIN_USER = "admin"
+ADMIN_USER = LOCAL_KAFKA_ADMIN
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192  # Kafka's minimum for SCRAM-SHA-512 is 4096
 STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -76,6 +77,8 @@ class KafkaService:
     root: Path
     host: str
     port: int
+    admin_password: SecretStr = field(default=DEVELOPMENT_ADMIN_PASSWORD, repr=False)
+    plaintext: bool = False  # also listen in clear on ``port`` (explicit local development)
     heap: str = "768m"
 
     @property
@@ -89,7 +92,8 @@ class KafkaService:
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        """Where clients reach it: the PLAINTEXT listener if it has one, else SASL_SSL."""
+        return f"{self.host}:{self.port if self.plaintext else self.secure_port}"
 
     @property
     def secure_bootstrap(self) -> str:
@@ -107,15 +111,14 @@ class KafkaService:
 
     def admin_settings(self, base: KafkaSettings) -> KafkaSettings:
         """``base`` turned to this broker's SASL_SSL listener, logged in as ``admin`` and
-        verifying the broker with its CA: how the demo reaches the secured broker (each
-        engine part then logs in as its own user)."""
+        verifying the broker with its CA."""
         return base.model_copy(
             update={
                 "bootstrap_servers": self.secure_bootstrap,
                 "security_protocol": "SASL_SSL",
                 "sasl_mechanism": SCRAM_MECHANISM,
                 "sasl_username": ADMIN_USER,
-                "sasl_password": SecretStr(self.admin_password()),
+                "sasl_password": self._login_password(),
                 "ssl_ca_location": self.ca_file,
             }
         )
@@ -126,17 +129,10 @@ class KafkaService:
         return self.root / "tls" / "server.pem"
 
     @property
-    def admin_password_file(self) -> Path:
+    def earlier_password_file(self) -> Path:
+        """Where a broker formatted before ``[kafka]`` named admin's password kept the random
+        one it was given (``adopt_admin_password``)."""
         return self.root / "admin.password"
-
-    def admin_password(self) -> str:
-        """The ``admin`` user's SCRAM password, made when the storage was first formatted."""
-        if not self.admin_password_file.is_file():
-            raise LauncherError(
-                f"no Kafka admin password in {self.admin_password_file}: start the broker "
-                "with `civsync services up` first"
-            )
-        return self.admin_password_file.read_text().strip()
 
     @property
     def process(self) -> ManagedProcess:
@@ -145,14 +141,15 @@ class KafkaService:
         )
 
     def start(self) -> None:
-        require_free_port("Kafka", self.host, self.port)
+        if self.plaintext:
+            require_free_port("Kafka", self.host, self.port)
         require_free_port("Kafka's controller", self.host, self.controller_port)
         require_free_port("Kafka's SASL_SSL listener", self.host, self.secure_port)
         dist = resolve(f"kafka-{KAFKA_VERSION}", _ARTIFACTS, self.root / f"dist-{KAFKA_VERSION}")
         self._ensure_tls()
         config = self._write_config()
         if not (self.data_dir / "meta.properties").is_file():
-            password = self._new_admin_password()
+            self.earlier_password_file.unlink(missing_ok=True)  # a new storage: admin's own
             run_checked(
                 [
                     *self._java(dist),
@@ -162,37 +159,34 @@ class KafkaService:
                     "--config",
                     str(config),
                     "--add-scram",
-                    f"{SCRAM_MECHANISM}=[name={ADMIN_USER},password={password}]",
+                    f"{SCRAM_MECHANISM}=[name={ADMIN_USER},"
+                    f"password={self.admin_password.get_secret_value()}]",
                 ],
                 what="formatting Kafka's KRaft storage",
             )
         self.process.start([*self._java(dist), "kafka.Kafka", str(config)])
 
-    def ensure_admin(self) -> bool:
-        """Give ``admin`` its SCRAM credential over the PLAINTEXT listener (as ANONYMOUS, a
-        super user) on a broker whose storage was formatted before it had one; True if it
-        was missing. A running, healthy broker only."""
-        if self.admin_password_file.is_file():
+    def adopt_admin_password(self) -> bool:
+        """On a healthy broker formatted with a random admin password (kept in
+        ``earlier_password_file``), set admin's password to ``admin_password`` and forget
+        the file; True if it did. The broker's own connections log in with the new one from
+        its next start."""
+        if not self.earlier_password_file.is_file():
             return False
-        password = secrets.token_hex(24)
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = AdminClient(self.admin_settings(KafkaSettings()).client_config())
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
-        upsert = UserScramCredentialUpsertion(ADMIN_USER, info, password.encode())
+        password = self.admin_password.get_secret_value().encode()
+        upsert = UserScramCredentialUpsertion(ADMIN_USER, info, password)
         for future in admin.alter_user_scram_credentials([upsert]).values():
             future.result(timeout=30)
-        self._keep_admin_password(password)
+        self.earlier_password_file.unlink()
         return True
 
-    def _new_admin_password(self) -> str:
-        """A new random password for ``admin``, kept in the run dir; hex, so that it needs no
-        quoting in ``--add-scram``."""
-        password = secrets.token_hex(24)
-        self._keep_admin_password(password)
-        return password
-
-    def _keep_admin_password(self, password: str) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        write_private(self.admin_password_file, password.encode() + b"\n")
+    def _login_password(self) -> SecretStr:
+        """admin's password as the broker knows it now."""
+        if self.earlier_password_file.is_file():
+            return SecretStr(self.earlier_password_file.read_text().strip())
+        return self.admin_password
 
     def _ensure_tls(self) -> None:
         """The broker's key and self-signed certificate, made once; ``ca.crt`` its copy."""
@@ -205,10 +199,27 @@ class KafkaService:
         shutil.copyfile(self.keystore.parent / "server.crt", self.ca_file)
 
     def healthy(self) -> bool:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        """Whether the broker answers admin over SASL_SSL (or anyone over PLAINTEXT, when it
+        listens in clear); a refused login or certificate raises, saying what to fix."""
+        watch = RefusalWatch()
+        login = self.admin_settings(KafkaSettings())
+        if self.plaintext:
+            login = KafkaSettings(bootstrap_servers=self.bootstrap, security_protocol="PLAINTEXT")
+        config = login.client_config()
+        admin = AdminClient(config | {"error_cb": watch, "log_level": 0})
         try:
             admin.list_topics(timeout=2)
         except Exception:
+            admin.poll(0)
+            if watch.refusal is not None:
+                hint = (
+                    ""
+                    if watch.refusal.code() == KafkaError._SSL
+                    else f"; if the storage in {self.data_dir} was formatted with another admin"
+                    " password, set [kafka] sasl_password (CIVSYNC_KAFKA__SASL_PASSWORD) to it,"
+                    " or stop the services and delete that directory to format it again"
+                )
+                raise LauncherError(f"{watch.refused('probing Kafka as admin')}{hint}") from None
             return False
         return True
 
@@ -225,48 +236,57 @@ class KafkaService:
         ]
 
     def _write_config(self) -> Path:
+        """``server.properties`` (mode 0600: it holds admin's password, for the broker's
+        own connections)."""
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         (self.root / "log4j2.properties").write_text(_LOG4J2.format(logs=self.root / "logs"))
+        clients = [f"SASL_SSL://{self.host}:{self.secure_port}"]
+        if self.plaintext:
+            clients.insert(0, f"PLAINTEXT://{self.host}:{self.port}")
+        scram = f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}"
+        login = self.admin_settings(KafkaSettings()).java_properties()["sasl.jaas.config"]
         config = self.root / "server.properties"
-        config.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
-                    f"listeners=PLAINTEXT://{self.host}:{self.port},"
-                    f"CONTROLLER://{self.host}:{self.controller_port},"
-                    f"SASL_SSL://{self.host}:{self.secure_port}",
-                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.port},"
-                    f"SASL_SSL://{self.host}:{self.secure_port}",
-                    "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map="
-                    "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    # SCRAM-SHA-512 over TLS for every civsync user (docs/security.md)
-                    f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
-                    f"listener.name.sasl_ssl.sasl.enabled.mechanisms={SCRAM_MECHANISM}",
-                    f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config="
-                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-                    "listener.name.sasl_ssl.ssl.keystore.type=PEM",
-                    f"listener.name.sasl_ssl.ssl.keystore.location={self.keystore}",
-                    # every request authorised; PLAINTEXT and the controller are ANONYMOUS
-                    f"authorizer.class.name={STANDARD_AUTHORIZER}",
-                    "allow.everyone.if.no.acl.found=false",
-                    f"super.users=User:{ADMIN_USER};User:ANONYMOUS",
-                    f"log.dirs={self.data_dir}",
-                    "auto.create.topics.enable=false",
-                    "offsets.topic.replication.factor=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    "",
-                ]
-            )
-        )
+        lines = [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
+            f"listeners={','.join(clients)},CONTROLLER://{self.host}:{self.controller_port}",
+            f"advertised.listeners={','.join(clients)}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map="
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+            # SCRAM-SHA-512 over TLS for every client, and for the broker's own connections
+            "inter.broker.listener.name=SASL_SSL",
+            f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
+            f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+            f"listener.name.sasl_ssl.sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+            properties_line(f"{scram}.sasl.jaas.config", login),
+            "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+            f"listener.name.sasl_ssl.ssl.keystore.location={self.keystore}",
+            "listener.name.sasl_ssl.ssl.truststore.type=PEM",
+            f"listener.name.sasl_ssl.ssl.truststore.location={self.ca_file}",
+            # every request authorised; the controller's listener (and PLAINTEXT) are ANONYMOUS
+            f"authorizer.class.name={STANDARD_AUTHORIZER}",
+            "allow.everyone.if.no.acl.found=false",
+            f"super.users=User:{ADMIN_USER};User:ANONYMOUS",
+            f"log.dirs={self.data_dir}",
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "",
+        ]
+        write_private(config, "\n".join(lines).encode())
         return config
+
+
+def properties_line(key: str, value: str) -> str:
+    """``key=value`` as a Java properties file reads it back (a backslash there escapes)."""
+    escaped = value.replace("\\", "\\\\")
+    return f"{key}={escaped}"
 
 
 def _cluster_id() -> str:

@@ -40,12 +40,12 @@ import psycopg
 import pytest
 
 from bench.e2e import _TICK_S, _directions, _load, _pins, _sql, _writes
-from civsync.config import kafka_env, load_settings
+from civsync.config import load_settings
 from civsync.services import LocalServices
 from civsync.services.postgres import OWNER, PostgresService
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import connect
-from connectors.settings import KafkaSettings, StoreSettings
+from connectors.settings import StoreSettings
 from engine.errors import CivsyncError
 from tests.faults.disk import NoDiskToFillError, SmallDisks
 from tests.integration.merge_support import Pipeline, pipeline
@@ -53,7 +53,8 @@ from tests.integration.merge_support import Pipeline, pipeline
 ROOT = Path(__file__).resolve().parents[2]
 # The fault services' endpoints: the development ones' ports plus 10,000.
 ENDPOINTS = {
-    "CIVSYNC_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:19092",
+    "CIVSYNC_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:19094",  # SASL_SSL, as admin
+    "CIVSYNC_KAFKA__SSL_CA_LOCATION": str(ROOT / ".run" / "faults" / "kafka" / "ca.crt"),
     "CIVSYNC_REGISTRY__URL": "http://127.0.0.1:18081/apis/ccompat/v7",
     "CIVSYNC_CIVIL__PORT": "15433",
     "CIVSYNC_POPULATION__PORT": "15434",
@@ -64,11 +65,11 @@ ENDPOINTS = {
 def fault_services(run_dir: Path = ROOT / ".run" / "faults") -> Iterator[LocalServices]:
     """Services of the fault suite's own, up; this process's environment points civsync
     (and every process it starts) at them until the block ends, then they stop. Kafka is
-    reached over its SASL_SSL listener, as ``admin``; the pipeline's parts log in as
-    themselves (``merge_support.pipeline``)."""
+    reached over its SASL_SSL listener, as ``admin`` (the pipeline's parts as themselves:
+    ``merge_support.pipeline``)."""
     with pytest.MonkeyPatch.context() as env:
         for name in [name for name in os.environ if name.startswith("CIVSYNC_KAFKA__")]:
-            env.delenv(name)  # the development broker's login, if a test session set one
+            env.delenv(name)  # another broker's, from the shell (`civsync services env`)
         for name, value in ENDPOINTS.items():
             env.setenv(name, value)
         services = LocalServices(run_dir, load_settings())
@@ -76,8 +77,6 @@ def fault_services(run_dir: Path = ROOT / ".run" / "faults") -> Iterator[LocalSe
             DISKS.mount(_data_dir(services, name), owner=None if name == "kafka" else OWNER)
         try:
             services.up()
-            for name, value in kafka_env(services.kafka().admin_settings(KafkaSettings())).items():
-                env.setenv(name, value)
             yield services
         finally:
             services.down()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from civsync.config import CivsyncSettings, kafka_env, load_settings
+from civsync.config import CivsyncSettings, load_settings
 from civsync.services import LocalServices
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import Connection, connect
@@ -26,6 +26,11 @@ from tests.integration.profile_support import profile  # noqa: F401 - a fixture 
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = Path(os.environ.get("CIVSYNC_RUN_DIR", ROOT / ".run"))
+# docker/compose.yml's broker: PLAINTEXT only, on the host's 127.0.0.1:9092
+COMPOSE_KAFKA = {
+    "CIVSYNC_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    "CIVSYNC_KAFKA__SECURITY_PROTOCOL": "PLAINTEXT",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,28 +60,29 @@ def services_mode() -> str:
 
 @pytest.fixture(scope="session")
 def settings(request: pytest.FixtureRequest, services_mode: str) -> Iterator[CivsyncSettings]:
-    """The services' settings. On the local services, Kafka is reached over its SASL_SSL
-    listener as ``admin``, by the tests and every ``civsync`` process they start (this
-    process's environment says so until the session ends); each engine part of a test's
-    pipeline logs in as its own user (``merge_support.pipeline``)."""
-    settings = load_settings()
-    local = LocalServices(RUN_DIR, settings)
+    """The services' settings: by default, the local services, Kafka reached over its SASL_SSL
+    listener as ``admin`` (each engine part of a test's pipeline logs in as its own user:
+    ``merge_support.pipeline``); compose's broker over PLAINTEXT (``COMPOSE_KAFKA``)."""
     if services_mode == "local":
-        local.up()
-        with pytest.MonkeyPatch.context() as env:
-            for name, value in kafka_env(local.kafka().admin_settings(settings.kafka)).items():
-                env.setenv(name, value)
-            yield load_settings()
+        settings = load_settings()
+        LocalServices(RUN_DIR, settings).up()
+        yield settings
         return
-    probes = [local.kafka().healthy, local.registry().healthy]
-    probes += [store.healthy for store in local.stores()]
-    if services_mode == "docker":
-        docker = request.getfixturevalue("docker_services")
-        for probe in probes:
-            docker.wait_until_responsive(check=probe, timeout=180.0, pause=1.0)
-    unhealthy = [probe.__self__ for probe in probes if not probe()]  # type: ignore[attr-defined]
-    assert not unhealthy, f"services from the environment are not healthy: {unhealthy}"
-    yield settings
+    with pytest.MonkeyPatch.context() as env:
+        if services_mode == "docker":  # every civsync process the tests start, too
+            for name, value in COMPOSE_KAFKA.items():
+                env.setenv(name, value)
+        settings = load_settings()
+        local = LocalServices(RUN_DIR, settings)
+        probes = [local.kafka().healthy, local.registry().healthy]
+        probes += [store.healthy for store in local.stores()]
+        if services_mode == "docker":
+            docker = request.getfixturevalue("docker_services")
+            for probe in probes:
+                docker.wait_until_responsive(check=probe, timeout=180.0, pause=1.0)
+        unhealthy = [probe.__self__ for probe in probes if not probe()]  # type: ignore[attr-defined]
+        assert not unhealthy, f"services from the environment are not healthy: {unhealthy}"
+        yield settings
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from psycopg import sql
 
 from civsync.config import CivsyncSettings, load_settings
-from civsync.runner import kafka_part_env, kafka_sasl
+from civsync.runner import kafka_part_env
 from connectors.kafka.admin import TopicAdmin
 from connectors.kafka.security import ensure_users
 from connectors.merge.settings import MergeSettings
@@ -261,7 +261,7 @@ def pipeline(
             conn.execute(statement)
     roles = ["capture-civil", "capture-population", "sink-civil", "sink-population"]
     roles += [f"merger-{n}" for n in range(mergers)]
-    if kafka_sasl(run.settings):  # as admin: its users' ACLs for this pipeline alone
+    if run.settings.kafka.logs_in:  # as admin: its users' ACLs for this pipeline alone
         ensure_users(run.settings.kafka, run.settings.kafka_users, run.settings.merge)
     try:
         if seed is not None:

@@ -3,8 +3,8 @@ each part can do its job as itself, and a part given another part's credentials 
 by the broker; a wrong password and a client that cannot verify the broker's certificate
 are refused too, and civsync says so as a fatal error.
 
-The broker is one of this module's own (``.run/secure``: PLAINTEXT 29092, controller 29093,
-SASL_SSL 29094), started here and stopped afterwards, so that its users and ACLs never touch
+The broker is one of this module's own (``.run/secure``: controller 29093, SASL_SSL 29094, no
+PLAINTEXT listener), started here and stopped afterwards, so that its users and ACLs never touch
 the development broker. Only Kafka: these clients are plain ones, no registry, no store.
 """
 
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / ".run" / "secure"
-PLAINTEXT = "127.0.0.1:29092"
+SECURE = "127.0.0.1:29094"
 PARTITIONS = 2
 # short timeouts: a refusal is quick, and a test waiting for one must not hang
 FAST = {"socket.timeout.ms": 5000, "message.timeout.ms": 8000}
@@ -55,13 +55,13 @@ USERS = KafkaUsersSettings()
 @pytest.fixture(scope="module")
 def broker() -> Iterator[KafkaService]:
     """This module's broker, up (its admin user ready); stopped afterwards if started here."""
-    kafka = LocalServices(RUN_DIR, load_settings(kafka={"bootstrap_servers": PLAINTEXT})).kafka()
+    settings = load_settings(kafka={"bootstrap_servers": SECURE})
+    kafka = LocalServices(RUN_DIR, settings).kafka()
     started = kafka.process.pid() is None
     if started:
         kafka.start()
     try:
         kafka.process.wait_healthy(kafka.healthy, 120.0)
-        kafka.ensure_admin()
         yield kafka
     finally:
         if started:  # also when it never became healthy: no broker left behind
@@ -297,7 +297,7 @@ def test_the_command_provisions_and_refuses_clearly(
         "CIVSYNC_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
         "CIVSYNC_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
         "CIVSYNC_KAFKA__SASL_USERNAME": "admin",
-        "CIVSYNC_KAFKA__SASL_PASSWORD": broker.admin_password(),
+        "CIVSYNC_KAFKA__SASL_PASSWORD": broker.admin_password.get_secret_value(),
         "CIVSYNC_KAFKA__SSL_CA_LOCATION": str(broker.ca_file),
         "CIVSYNC_MERGE__TOPIC_PREFIX": merge.topic_prefix,
         "CIVSYNC_MERGE__GROUP": merge.group,

@@ -16,6 +16,7 @@ from civsync.config import CivsyncSettings, load_settings
 from civsync.runner import ROLES, metrics_ports
 from civsync.runner import command as runner_command
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION
+from tests.integration.conftest import COMPOSE_KAFKA
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker" / "compose.yml"
 
@@ -34,7 +35,7 @@ def test_services_listen_where_the_default_settings_look() -> None:
     services, defaults = _compose()["services"], CivsyncSettings()
     kafka_env = services["kafka"]["environment"]
     advertised = kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    assert f"PLAINTEXT://{defaults.kafka.bootstrap_servers}" in advertised
+    assert f"PLAINTEXT://{COMPOSE_KAFKA['CIVSYNC_KAFKA__BOOTSTRAP_SERVERS']}" in advertised
     assert _host_port(services["registry"]["ports"][0]) == defaults.registry.url.port
     for name, store in defaults.stores().items():
         assert _host_port(services[name]["ports"][0]) == store.port
@@ -116,6 +117,7 @@ def test_parts_reach_the_services_by_their_compose_names(monkeypatch: pytest.Mon
         settings = load_settings(None)
         assert settings.kafka.bootstrap_servers in inside
         assert settings.kafka.bootstrap_servers.split(":")[0] == "kafka"
+        assert settings.kafka.security_protocol == "PLAINTEXT"  # compose's broker's only
         assert (settings.registry.url.host, str(settings.registry.url.port)) == (
             "registry",
             registry_port,

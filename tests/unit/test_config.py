@@ -29,7 +29,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_point_at_the_local_launcher() -> None:
     settings = load_settings()
-    assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:9094"
     assert str(settings.registry.url) == "http://127.0.0.1:8081/apis/ccompat/v7"
     assert (settings.civil.port, settings.civil.dbname) == (5433, "civil")
     assert (settings.population.port, settings.population.dbname) == (5434, "population")
@@ -122,7 +122,7 @@ def test_two_parts_cannot_share_a_user(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_runner_gives_captures_and_sinks_their_own_login(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = load_settings()
+    settings = load_settings(kafka={"security_protocol": "PLAINTEXT"})  # no Kafka users
     assert part_env(settings, "merger") == {}
     env = part_env(settings, "sink-population")
     assert env == {

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
+from pydantic import SecretStr
 
 from civsync.config import load_settings
 from civsync.runner import engine_config, part_env
+from civsync.services import LocalServices
 from civsync.services.kafka import KafkaService
 from connectors.kafka.security import acl_bindings, part_acls
 from connectors.merge.settings import MergeSettings
 from connectors.quarantine import QUARANTINE_TOPIC
-from connectors.settings import KAFKA_PARTS, KafkaUsersSettings
+from connectors.settings import DEVELOPMENT_ADMIN_PASSWORD, KAFKA_PARTS, KafkaUsersSettings
 from engine.errors import ConfigError
 
 MERGE = MergeSettings(topic_prefix="p", group="p-merger")
@@ -90,7 +92,7 @@ def test_kafka_users_come_from_the_environment_and_stay_secret(
     merger = settings.kafka_part("merger")
     config = merger.client_config()
     assert config["ssl.ca.location"] == "/etc/civsync/kafka-ca.crt"
-    assert (merger.sasl_username, config["security.protocol"]) == ("merger", "PLAINTEXT")
+    assert (merger.sasl_username, config["security.protocol"]) == ("merger", "SASL_SSL")
 
 
 def test_two_parts_may_not_share_a_kafka_user() -> None:
@@ -101,8 +103,9 @@ def test_two_parts_may_not_share_a_kafka_user() -> None:
 
 
 def test_run_gives_each_part_its_kafka_user_only_with_sasl() -> None:
-    plain = load_settings()
+    plain = load_settings(kafka={"security_protocol": "PLAINTEXT"})
     assert "CIVSYNC_KAFKA__SASL_USERNAME" not in part_env(plain, "merger")
+    assert "sasl.username" not in plain.kafka.client_config()
     secure = load_settings(
         kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"},
         kafka_users={"sink_civil": {"password": "sink-pw"}},
@@ -117,16 +120,39 @@ def test_run_gives_each_part_its_kafka_user_only_with_sasl() -> None:
     )
 
 
-def test_the_local_broker_listens_in_clear_and_over_sasl_ssl(tmp_path: Path) -> None:
+def test_the_local_broker_listens_over_sasl_ssl_and_in_clear_only_when_asked(
+    tmp_path: Path,
+) -> None:
     kafka = KafkaService(tmp_path / "kafka", "127.0.0.1", 29092)
     config = kafka._write_config().read_text()
     assert (kafka.controller_port, kafka.secure_port) == (29093, 29094)
-    assert "SASL_SSL://127.0.0.1:29094" in config
-    assert "PLAINTEXT://127.0.0.1:29092" in config
+    assert "listeners=SASL_SSL://127.0.0.1:29094,CONTROLLER://127.0.0.1:29093" in config
+    assert "PLAINTEXT://127.0.0.1:29092" not in config
+    assert "inter.broker.listener.name=SASL_SSL" in config
+    assert 'username="admin" password="civsync-admin";' in config
     assert "org.apache.kafka.metadata.authorizer.StandardAuthorizer" in config
     assert "allow.everyone.if.no.acl.found=false" in config
     assert "super.users=User:admin;User:ANONYMOUS" in config
     assert f"ssl.keystore.location={kafka.keystore}" in config
+    assert (tmp_path / "kafka" / "server.properties").stat().st_mode & 0o077 == 0  # a password
+    plain = KafkaService(tmp_path / "plain", "127.0.0.1", 29092, plaintext=True)
+    assert "PLAINTEXT://127.0.0.1:29092" in plain._write_config().read_text()
+    assert plain.bootstrap == "127.0.0.1:29092"
+
+
+def test_the_launcher_finds_the_broker_and_admins_password_in_kafka_settings(
+    tmp_path: Path,
+) -> None:
+    secure = LocalServices(tmp_path, load_settings(kafka={"sasl_password": "pw"})).kafka()
+    assert (secure.port, secure.plaintext, secure.bootstrap) == (9092, False, "127.0.0.1:9094")
+    assert secure.admin_password.get_secret_value() == "pw"
+    steward = load_settings(kafka={"sasl_username": "steward", "sasl_password": "x"})
+    assert LocalServices(tmp_path, steward).kafka().admin_password == DEVELOPMENT_ADMIN_PASSWORD
+    plain = load_settings(
+        kafka={"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "PLAINTEXT"}
+    )
+    broker = LocalServices(tmp_path, plain).kafka()
+    assert (broker.port, broker.plaintext) == (9092, True)
 
 
 def test_an_engine_config_reaches_the_secured_broker_without_the_admins_password(
@@ -134,9 +160,7 @@ def test_an_engine_config_reaches_the_secured_broker_without_the_admins_password
 ) -> None:
     """The demo's engine config: the SASL_SSL listener, its mechanism and CA, and no login;
     each part logs in as its own user (``part_env``), a steward's command as the steward."""
-    kafka = KafkaService(tmp_path / "kafka", "127.0.0.1", 29092)
-    kafka.admin_password_file.parent.mkdir(parents=True)
-    kafka.admin_password_file.write_text("admin-pw\n")
+    kafka = KafkaService(tmp_path / "kafka", "127.0.0.1", 29092, SecretStr("admin-pw"))
     admin = kafka.admin_settings(load_settings().kafka)
     assert (admin.bootstrap_servers, admin.sasl_username) == ("127.0.0.1:29094", "admin")
     assert admin.ssl_ca_location == kafka.ca_file
@@ -151,18 +175,17 @@ def test_an_engine_config_reaches_the_secured_broker_without_the_admins_password
         "SCRAM-SHA-512",
     )
     assert engine.kafka.ssl_ca_location == kafka.ca_file
+    assert engine.kafka.sasl_username is None
     assert engine.kafka_login("steward").sasl_username == "steward"
     assert part_env(engine, "sink-civil")["CIVSYNC_KAFKA__SASL_USERNAME"] == "sink-civil"
     assert settings.kafka_login("steward").sasl_username == "admin"  # as configured
-    assert load_settings().kafka_login("steward").sasl_username is None  # PLAINTEXT
+    assert load_settings().kafka_login("steward").sasl_username == "admin"  # the default
 
 
 def test_a_sasl_client_with_no_login_is_a_configuration_error() -> None:
     """A command run with an engine's config (no user: ``civsync status --config
     .run/demo/civsync.toml``) says what to set, instead of librdkafka's traceback."""
-    settings = load_settings(
-        kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"}
-    )
+    settings = load_settings(kafka={"sasl_username": ""})  # as an engine's config says it
     with pytest.raises(ConfigError, match=r"names no sasl_username and sasl_password"):
         settings.kafka.client_config()
     assert settings.kafka_login("merger").client_config()["sasl.username"] == "merger"

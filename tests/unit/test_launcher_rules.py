@@ -21,11 +21,12 @@ def test_the_launcher_refuses_a_non_loopback_endpoint(tmp_path: Path) -> None:
 
 def test_the_launcher_derives_ports_from_settings(tmp_path: Path) -> None:
     settings = load_settings(
-        kafka={"bootstrap_servers": "127.0.0.1:29092"},
+        kafka={"bootstrap_servers": "127.0.0.1:29094"},
         registry={"url": "http://localhost:28081/apis/ccompat/v7"},
     )
     services = LocalServices(tmp_path, settings)
-    assert (services.kafka().port, services.kafka().controller_port) == (29092, 29093)
+    kafka = services.kafka()
+    assert (kafka.port, kafka.controller_port, kafka.secure_port) == (29092, 29093, 29094)
     assert (services.registry().host, services.registry().port) == ("localhost", 28081)
     assert [s.store.port for s in services.stores()] == [5433, 5434]
 
