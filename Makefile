@@ -7,7 +7,7 @@ BIN         := $(VENV)/bin
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the local services and the tests need (Java and Maven for Kafka and the registry).
 # Capture reads pgoutput, built into PostgreSQL; wal2json is only bench.ceilings' comparison.
-APT_PACKAGES := postgresql-15 postgresql-15-wal2json kcat maven openjdk-17-jre-headless
+APT_PACKAGES := postgresql-15 postgresql-15-wal2json maven openjdk-17-jre-headless
 
 .PHONY: run test bench bench-compare test-unit lint setup system-packages venv services-up services-down services-status clean
 

@@ -44,7 +44,7 @@ from civsync.quarantine_cli import app as quarantine_app
 from civsync.reconcile import reconcile as run_reconcile
 from civsync.remap import remap as run_remap
 from civsync.runner import EngineProcesses, roles
-from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LauncherError, LocalServices
+from civsync.services import APICURIO_VERSION, KAFKA_VERSION, LocalServices
 from civsync.status import Status, engine_status
 from connectors.kafka.security import ensure_users
 from connectors.migrations import ensure_roles
@@ -385,11 +385,7 @@ def services_env(config: ConfigOption = None, run_dir: RunDirOption = Path(".run
     eval "$(civsync services env)". Kafka is its SASL_SSL listener, as admin (the password
     is printed: for your own shell); the stores are their owner."""
     services = _services(config, run_dir)
-    try:
-        kafka = services.kafka().admin_settings(services.settings.kafka)
-    except LauncherError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    kafka = services.kafka().admin_settings(services.settings.kafka)
     pairs = kafka_env(kafka) | {"CIVSYNC_REGISTRY__URL": str(services.settings.registry.url)}
     for name, store in services.settings.stores().items():
         prefix = f"CIVSYNC_{name.upper()}__"

@@ -68,7 +68,7 @@ def engine_config(
         f'security_protocol = "{kafka.security_protocol}"',
     ]
     if kafka.logs_in:  # no login: each part's comes in its environment (part_env)
-        lines += [f'sasl_mechanism = "{kafka.sasl_mechanism}"', 'sasl_username = ""']
+        lines += [f'sasl_mechanism = "{kafka.sasl_mechanism}"']
     if kafka.ssl_ca_location is not None:
         lines += [f'ssl_ca_location = "{kafka.ssl_ca_location.resolve()}"']
     lines += [

@@ -147,9 +147,11 @@ class KafkaService:
         require_free_port("Kafka's SASL_SSL listener", self.host, self.secure_port)
         dist = resolve(f"kafka-{KAFKA_VERSION}", _ARTIFACTS, self.root / f"dist-{KAFKA_VERSION}")
         self._ensure_tls()
-        config = self._write_config()
-        if not (self.data_dir / "meta.properties").is_file():
+        formatted = (self.data_dir / "meta.properties").is_file()
+        if not formatted:
             self.earlier_password_file.unlink(missing_ok=True)  # a new storage: admin's own
+        config = self._write_config()
+        if not formatted:
             run_checked(
                 [
                     *self._java(dist),

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
+from civsync import cli
 from civsync.config import load_settings
 from civsync.runner import engine_config, part_env
 from civsync.services import LocalServices
@@ -159,7 +162,8 @@ def test_an_engine_config_reaches_the_secured_broker_without_the_admins_password
     tmp_path: Path,
 ) -> None:
     """The demo's engine config: the SASL_SSL listener, its mechanism and CA, and no login;
-    each part logs in as its own user (``part_env``), a steward's command as the steward."""
+    each part logs in as its own user (``part_env``), a command given it as the defaults or
+    the environment say (``admin`` by default)."""
     kafka = KafkaService(tmp_path / "kafka", "127.0.0.1", 29092, SecretStr("admin-pw"))
     admin = kafka.admin_settings(load_settings().kafka)
     assert (admin.bootstrap_servers, admin.sasl_username) == ("127.0.0.1:29094", "admin")
@@ -175,17 +179,33 @@ def test_an_engine_config_reaches_the_secured_broker_without_the_admins_password
         "SCRAM-SHA-512",
     )
     assert engine.kafka.ssl_ca_location == kafka.ca_file
-    assert engine.kafka.sasl_username is None
-    assert engine.kafka_login("steward").sasl_username == "steward"
+    assert "sasl_username" not in config.read_text()  # the defaults' (admin), or the env's
     assert part_env(engine, "sink-civil")["CIVSYNC_KAFKA__SASL_USERNAME"] == "sink-civil"
     assert settings.kafka_login("steward").sasl_username == "admin"  # as configured
     assert load_settings().kafka_login("steward").sasl_username == "admin"  # the default
 
 
 def test_a_sasl_client_with_no_login_is_a_configuration_error() -> None:
-    """A command run with an engine's config (no user: ``civsync status --config
-    .run/demo/civsync.toml``) says what to set, instead of librdkafka's traceback."""
-    settings = load_settings(kafka={"sasl_username": ""})  # as an engine's config says it
+    """A config that names nobody (``sasl_username = ""``): a command given it says what to
+    set, instead of librdkafka's traceback; a steward's command logs in as the steward."""
+    settings = load_settings(kafka={"sasl_username": ""})
     with pytest.raises(ConfigError, match=r"names no sasl_username and sasl_password"):
         settings.kafka.client_config()
     assert settings.kafka_login("merger").client_config()["sasl.username"] == "merger"
+    assert settings.kafka_login("steward").sasl_username == "steward"
+
+
+def test_services_env_gives_a_shell_the_local_brokers_secured_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CIVSYNC_KAFKA__SASL_PASSWORD", "pw with 'quotes' and spaces")
+    result = CliRunner().invoke(cli.app, ["services", "env", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    exports = dict(
+        shlex.split(line)[1].split("=", 1) for line in result.stdout.splitlines() if line
+    )
+    assert exports["CIVSYNC_KAFKA__BOOTSTRAP_SERVERS"] == "127.0.0.1:9094"
+    assert exports["CIVSYNC_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert exports["CIVSYNC_KAFKA__SASL_USERNAME"] == "admin"
+    assert exports["CIVSYNC_KAFKA__SASL_PASSWORD"] == "pw with 'quotes' and spaces"  # noqa: S105
+    assert exports["CIVSYNC_KAFKA__SSL_CA_LOCATION"] == str(tmp_path / "kafka" / "ca.crt")
