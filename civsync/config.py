@@ -94,10 +94,9 @@ class CivsyncSettings(BaseSettings):
         return self.kafka.as_user(self.kafka_users.of(part))
 
     def kafka_login(self, part: str) -> KafkaSettings:
-        """``[kafka]`` for a command that works as ``part``: as configured when it names a
-        user (or logs in with none), else, with SASL, as ``part``'s own user: an engine's
-        config (the demo's) holds no password, and a steward's command then logs in as the
-        steward."""
+        """``[kafka]`` for a command that works as ``part``: as configured, unless the config
+        names nobody (``sasl_username = ""``) and logs in with SASL: then as ``part``'s own
+        user, so that a steward's command logs in as the steward."""
         if self.kafka.logs_in and not self.kafka.sasl_username:
             return self.kafka_part(part)
         return self.kafka

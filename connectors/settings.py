@@ -84,6 +84,7 @@ class KafkaSettings(_Frozen):
 
     @property
     def uses_tls(self) -> bool:
+        """Whether clients connect over TLS (SASL_SSL or SSL)."""
         return self.security_protocol.endswith("SSL")
 
     def client_config(self) -> dict[str, Any]:

@@ -45,6 +45,7 @@ ADMIN_USER = LOCAL_KAFKA_ADMIN
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192  # Kafka's minimum for SCRAM-SHA-512 is 4096
 STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+_UNPARSED = ' ,[]"'  # what `kafka-storage format --add-scram 'M=[name=..,password=..]'` splits on
 SECURE_PORT_OFFSET = 2  # the SASL_SSL listener's port, from the PLAINTEXT one's (+ 1: controller)
 
 _ARTIFACTS = [
@@ -141,6 +142,11 @@ class KafkaService:
         )
 
     def start(self) -> None:
+        if set(self.admin_password.get_secret_value()) & set(_UNPARSED):
+            raise LauncherError(
+                f"Kafka's storage tool cannot take an admin password with any of {_UNPARSED!r}"
+                " in it: set another [kafka] sasl_password"
+            )
         if self.plaintext:
             require_free_port("Kafka", self.host, self.port)
         require_free_port("Kafka's controller", self.host, self.controller_port)

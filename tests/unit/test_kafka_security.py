@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from civsync import cli
 from civsync.config import load_settings
 from civsync.runner import engine_config, part_env
-from civsync.services import LocalServices
+from civsync.services import LauncherError, LocalServices
 from civsync.services.kafka import KafkaService
 from connectors.kafka.security import acl_bindings, part_acls
 from connectors.merge.settings import MergeSettings
@@ -209,3 +209,12 @@ def test_services_env_gives_a_shell_the_local_brokers_secured_login(
     assert exports["CIVSYNC_KAFKA__SASL_USERNAME"] == "admin"
     assert exports["CIVSYNC_KAFKA__SASL_PASSWORD"] == "pw with 'quotes' and spaces"  # noqa: S105
     assert exports["CIVSYNC_KAFKA__SSL_CA_LOCATION"] == str(tmp_path / "kafka" / "ca.crt")
+
+
+def test_the_launcher_refuses_an_admin_password_kafkas_storage_tool_would_split(
+    tmp_path: Path,
+) -> None:
+    kafka = KafkaService(tmp_path / "kafka", "127.0.0.1", 39092, SecretStr("a,b"))
+    with pytest.raises(LauncherError, match="cannot take an admin password"):
+        kafka.start()
+    assert not (tmp_path / "kafka").exists()  # refused before anything was made
