@@ -1,10 +1,13 @@
 """A whole civsync pipeline for tests: both stores' capture, merger(s) and both sinks, each
 a real `civsync` process on the real services, with tables and topics of its own.
 
-When Kafka is reached with SASL (the tests' local services: ``tests/integration/conftest.py``),
+Each part logs in as ``civsync run`` would start it (``part_env``), so that a part reaching
+beyond its rights fails its test. When Kafka is reached with SASL (the tests' local services),
 the pipeline provisions each part's Kafka user with exactly its ACLs for the pipeline's topics
-and groups, as ``admin`` (``ensure_users``, as ``civsync run`` does), and each part logs in as
-its own user: a part that reaches beyond its ACLs fails its test."""
+and groups, as ``admin`` (``ensure_users``), and each part logs in as its own user. Each sink
+connects to its store with its own role, granted the pipeline's tables as the owner
+(``ensure_roles``). The captures connect as the owner: a ``--table`` capture alters its own
+``FOR TABLE`` publication, which only the tables' owner may (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ from typing import Any, TypeVar
 from psycopg import sql
 
 from civsync.config import CivsyncSettings, load_settings
-from civsync.runner import kafka_part_env
+from civsync.runner import kafka_part_env, part_env
 from connectors.kafka.admin import TopicAdmin
 from connectors.kafka.security import ensure_users
 from connectors.merge.settings import MergeSettings
+from connectors.migrations import ensure_roles
 from connectors.postgres import Connection
 from connectors.settings import KafkaSettings
 from tests.integration.capture_support import (
@@ -69,8 +73,8 @@ def _write_log_ddl(table: str) -> list[sql.Composed]:
         # the benchmark looks values up by tag prefix (LIKE 'tag-%')
         q("CREATE INDEX ON {t} (full_name text_pattern_ops)", log),
         q("CREATE INDEX ON {t} (permanent_residence text_pattern_ops)", log),
-        sql.SQL(
-            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        sql.SQL(  # as the owner: a sink's role may write the person table, not this log
+            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN"
             " INSERT INTO {log} (pin, by_civsync, full_name, permanent_residence)"
             " VALUES (NEW.pin, pg_replication_origin_session_is_setup(), NEW.full_name,"
             " NEW.permanent_residence); RETURN NEW; END $$"
@@ -112,7 +116,7 @@ class Pipeline:
     def start(self, role: str) -> None:
         """Start ``role``: capture-civil, capture-population, merger-<instance>, sink-<store>."""
         config = ("--config", str(self.config))
-        login = kafka_part_env(self.settings, role)
+        login = self.login(role)
         kind, _, what = role.partition("-")
         if kind == "capture":
             table = self.civil_table if what == "civil" else self.population_table
@@ -122,6 +126,15 @@ class Pipeline:
         else:
             process = civsync_process("sink", "run", what, *config, env=login)
         self.processes[role] = process
+
+    def login(self, role: str) -> dict[str, str]:
+        """The environment that logs ``role`` in as itself: its Kafka user, and a sink's
+        store role."""
+        return (
+            part_env(self.settings, role)
+            if role.startswith("sink-")
+            else kafka_part_env(self.settings, role)
+        )
 
     def kill(self, role: str) -> None:
         process = self.processes.pop(role)
@@ -263,6 +276,8 @@ def pipeline(
     roles += [f"merger-{n}" for n in range(mergers)]
     if run.settings.kafka.logs_in:  # as admin: its users' ACLs for this pipeline alone
         ensure_users(run.settings.kafka, run.settings.kafka_users, run.settings.merge)
+    for store, conn in (("civil", civil), ("population", population)):
+        ensure_roles(conn, store, run.settings.roles, run.settings.merge)  # each sink's grants
     try:
         if seed is not None:
             seed(run)

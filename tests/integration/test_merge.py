@@ -64,6 +64,14 @@ def test_concurrent_edits_on_both_stores_converge_by_policy(
 
         run.settle(settings.kafka)
         assert len(run.rows("civil")) == len(run.rows("population")) == 30
+        for conn, role in ((civil, "civsync_sink_civil"), (population, "civsync_sink_population")):
+            sessions = conn.execute(  # each sink applied as its own role, over TLS
+                "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)"
+                " WHERE a.usename = %s AND a.datname = current_database()",
+                (role,),
+            ).fetchall()
+            assert sessions, f"no session of {role}"
+            assert all(ssl for (ssl,) in sessions), f"{role} without TLS"
         civil_rows, population_rows = run.rows("civil"), run.rows("population")
         for n in people[10:20]:  # in both stores: civil owns the name, population the residence
             assert civil_rows[_pin(n)]["full_name"] != f"Nguyen Van An {n}"

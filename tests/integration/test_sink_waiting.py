@@ -58,7 +58,7 @@ def _civil_sink_logging_at_info(run: Pipeline, port: int, log: Path) -> None:
     with log.open("wb") as out:
         run.processes["sink-civil"] = subprocess.Popen(
             [sys.executable, "-m", "civsync.cli", *args],
-            env={**os.environ, "CIVSYNC_LOG_LEVEL": "INFO"},
+            env={**os.environ, **run.login("sink-civil"), "CIVSYNC_LOG_LEVEL": "INFO"},
             stderr=out,
         )
 
