@@ -210,9 +210,11 @@ class KafkaService:
         """Whether the broker answers admin over SASL_SSL (or anyone over PLAINTEXT, when it
         listens in clear); a refused login or certificate raises, saying what to fix."""
         watch = RefusalWatch()
-        login = self.admin_settings(KafkaSettings())
-        if self.plaintext:
-            login = KafkaSettings(bootstrap_servers=self.bootstrap, security_protocol="PLAINTEXT")
+        login = (
+            KafkaSettings(bootstrap_servers=self.bootstrap, security_protocol="PLAINTEXT")
+            if self.plaintext
+            else self.admin_settings(KafkaSettings())
+        )
         config = login.client_config()
         admin = AdminClient(config | {"error_cb": watch, "log_level": 0})
         try:
