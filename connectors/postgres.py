@@ -6,6 +6,8 @@ early and clearly instead of failing later when a replication slot is created.
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 
 from connectors.settings import StoreSettings
@@ -15,6 +17,13 @@ from engine.errors import CivsyncError, FatalError, RetriableError
 _RETRIABLE_CLASSES = frozenset({"08", "53", "57"})  # connection, resources, operator intervention
 _RETRIABLE_CODES = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock timeout
 _FATAL_OPERATOR_CODES = frozenset({"57014"})  # query_canceled: cancelled on purpose
+# libpq reports no SQLSTATE for a refused login (28P01, 28000, 3D000, 42501 at connect): the
+# server's message is the only evidence. A server whose lc_messages is not English words it
+# differently, and its refusal is then taken for a store that is away (the part waits).
+_REFUSED_LOGIN = re.compile(
+    r"FATAL:\s+(password authentication failed|no pg_hba\.conf entry|pg_hba\.conf rejects"
+    r"|permission denied for database|(role|database) \"[^\"]*\" does not exist)"
+)
 
 
 class StoreError(CivsyncError):
@@ -32,11 +41,17 @@ class StoreRejectedError(StoreError, FatalError):
 
 
 def classify(exc: psycopg.Error, doing: str) -> StoreError:
-    """The civsync error for ``exc``, decided by its SQLSTATE, never by its message text.
-    Its message is the server's primary message and hint only: DETAIL and CONTEXT can quote
-    row values (a citizen's data), which must not reach logs or quarantine details."""
+    """The civsync error for ``exc``, decided by its SQLSTATE; a connection without one is
+    away (retriable) unless the server refused the login (``_REFUSED_LOGIN``). Its message
+    is the server's primary message and hint only: DETAIL and CONTEXT can quote row values
+    (a citizen's data), which must not reach logs or quarantine details."""
     sqlstate = exc.sqlstate
     retriable = sqlstate is None and isinstance(exc, psycopg.OperationalError)
+    if retriable and _REFUSED_LOGIN.search(str(exc)):
+        return StoreRejectedError(
+            f"{doing}: the store refused this login ({' '.join(str(exc).split())}); check the user,"
+            " password and database in the settings (`civsync roles` makes the parts' roles)"
+        )
     if sqlstate is not None and sqlstate not in _FATAL_OPERATOR_CODES:
         retriable = sqlstate[:2] in _RETRIABLE_CLASSES or sqlstate in _RETRIABLE_CODES
     error_class = StoreUnavailableError if retriable else StoreRejectedError

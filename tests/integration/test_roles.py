@@ -4,6 +4,9 @@ part's work. An engine started by the runner connects with these roles and nothi
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -203,6 +206,32 @@ def test_a_part_given_another_parts_login_is_refused(
             pytest.raises(StoreRejectedError, match="42501"),
         ):
             prepare(conn, ReplicationSlot(capture.dbname))  # capture's start-up
+
+
+def test_a_part_with_a_wrong_password_stops_with_the_refusal(
+    settings: CivsyncSettings, stores: Stores
+) -> None:
+    """A refused login is not a store that is away: the part exits 4 (refused) with the
+    server's reason, instead of waiting for a store that will never let it in."""
+    sink = login(settings, stores, "sink_civil", "civil")
+    env = {
+        **os.environ,
+        "CIVSYNC_CIVIL__USER": sink.user,
+        "CIVSYNC_CIVIL__PASSWORD": "not-the-sinks-password",
+        "CIVSYNC_CIVIL__DBNAME": sink.dbname,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "civsync.cli", "sink", "run", "civil"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 4, done.stderr[-2000:]
+    assert "refused this login" in done.stderr
+    assert f'password authentication failed for user "{sink.user}"' in done.stderr
+    assert "not-the-sinks-password" not in done.stderr
 
 
 def test_roles_get_exactly_their_grants_and_never_the_owners(

@@ -88,6 +88,32 @@ def test_a_connection_failure_without_sqlstate_is_retriable() -> None:
     assert isinstance(classify(psycopg.OperationalError("gone"), "connecting"), RetriableError)
 
 
+@pytest.mark.parametrize(
+    ("server_says", "refused"),
+    [
+        ('password authentication failed for user "sink_civil"', True),
+        ('no pg_hba.conf entry for host "10.0.0.9", user "capture", database "civil"', True),
+        ('database "civl" does not exist', True),
+        ('permission denied for database "civil"', True),
+        ("the database system is starting up", False),
+        ("sorry, too many clients already", False),
+    ],
+)
+def test_a_refused_login_is_fatal_and_a_store_starting_up_is_waited_for(
+    server_says: str, refused: bool
+) -> None:
+    """libpq gives no SQLSTATE for a failed connection; the server's words tell a wrong
+    password (exit 4, one clear line) from a store that is only away (wait)."""
+    failed = psycopg.OperationalError(
+        'connection failed: connection to server at "127.0.0.1", port 5433 failed: '
+        f"FATAL:  {server_says}"
+    )
+    error = classify(failed, "connecting to civil")
+    assert isinstance(error, StoreRejectedError) is refused
+    assert isinstance(error, RetriableError) is not refused
+    assert server_says in str(error)
+
+
 class _Coordinator:
     """librdkafka's transactional calls, as a stand-in: ``send_offsets_to_transaction``
     blocks until ``answer`` is set (librdkafka #5456), or raises ``error``."""
