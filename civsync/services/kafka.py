@@ -151,7 +151,7 @@ class KafkaService:
             require_free_port("Kafka", self.host, self.port)
         require_free_port("Kafka's controller", self.host, self.controller_port)
         require_free_port("Kafka's SASL_SSL listener", self.host, self.secure_port)
-        dist = resolve(f"kafka-{KAFKA_VERSION}", _ARTIFACTS, self.root / f"dist-{KAFKA_VERSION}")
+        dist = self.distribution()
         self._ensure_tls()
         formatted = (self.data_dir / "meta.properties").is_file()
         if not formatted:
@@ -173,6 +173,10 @@ class KafkaService:
                 what="formatting Kafka's KRaft storage",
             )
         self.process.start([*self._java(dist), "kafka.Kafka", str(config)])
+
+    def distribution(self) -> Path:
+        """Kafka's jars from Maven Central (``lib/``), resolved once, then cached."""
+        return resolve(f"kafka-{KAFKA_VERSION}", _ARTIFACTS, self.root / f"dist-{KAFKA_VERSION}")
 
     def adopt_admin_password(self) -> bool:
         """On a healthy broker formatted with a random admin password (kept in

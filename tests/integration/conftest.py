@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -26,11 +27,6 @@ from tests.integration.profile_support import profile  # noqa: F401 - a fixture 
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = Path(os.environ.get("CIVSYNC_RUN_DIR", ROOT / ".run"))
-# docker/compose.yml's broker: PLAINTEXT only, on the host's 127.0.0.1:9092
-COMPOSE_KAFKA = {
-    "CIVSYNC_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9092",
-    "CIVSYNC_KAFKA__SECURITY_PROTOCOL": "PLAINTEXT",
-}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,27 +58,50 @@ def services_mode() -> str:
 def settings(request: pytest.FixtureRequest, services_mode: str) -> Iterator[CivsyncSettings]:
     """The services' settings: by default, the local services, Kafka reached over its SASL_SSL
     listener as ``admin`` (each engine part of a test's pipeline logs in as its own user:
-    ``merge_support.pipeline``); compose's broker over PLAINTEXT (``COMPOSE_KAFKA``)."""
+    ``merge_support.pipeline``); compose's broker (docker/compose.yml) the same way: the same
+    address and admin, its CA file copied out of its container to where the settings look."""
     if services_mode == "local":
         settings = load_settings()
         LocalServices(RUN_DIR, settings).up()
         yield settings
         return
-    with pytest.MonkeyPatch.context() as env:
-        if services_mode == "docker":  # every civsync process the tests start, too
-            for name, value in COMPOSE_KAFKA.items():
-                env.setenv(name, value)
-        settings = load_settings()
-        local = LocalServices(RUN_DIR, settings)
-        probes = [local.kafka().healthy, local.registry().healthy]
-        probes += [store.healthy for store in local.stores()]
-        if services_mode == "docker":
-            docker = request.getfixturevalue("docker_services")
-            for probe in probes:
-                docker.wait_until_responsive(check=probe, timeout=180.0, pause=1.0)
-        unhealthy = [probe.__self__ for probe in probes if not probe()]  # type: ignore[attr-defined]
-        assert not unhealthy, f"services from the environment are not healthy: {unhealthy}"
-        yield settings
+    settings = load_settings()
+    local = LocalServices(RUN_DIR, settings)
+    probes = [local.kafka().healthy, local.registry().healthy]
+    probes += [store.healthy for store in local.stores()]
+    if services_mode == "docker":
+        docker = request.getfixturevalue("docker_services")
+        project = request.getfixturevalue("docker_compose_project_name")
+        copied = partial(_compose_ca, project, local.kafka().ca_file)
+        docker.wait_until_responsive(check=copied, timeout=180.0, pause=1.0)
+        for probe in probes:
+            docker.wait_until_responsive(check=probe, timeout=180.0, pause=1.0)
+    unhealthy = [probe.__self__ for probe in probes if not probe()]  # type: ignore[attr-defined]
+    assert not unhealthy, f"services from the environment are not healthy: {unhealthy}"
+    yield settings
+
+
+def _compose_ca(project: str, target: Path) -> bool:
+    """Copy compose's Kafka CA file out of its container to ``target``; False until the
+    broker's first start has made it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    copied = subprocess.run(
+        [
+            "docker",
+            "compose",
+            "-f",
+            str(ROOT / "docker" / "compose.yml"),
+            "-p",
+            project,
+            "cp",
+            "kafka:/etc/kafka/secrets/ca.crt",
+            str(target),
+        ],
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    return copied.returncode == 0
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ import yaml
 
 from civsync import cli
 from civsync.config import CivsyncSettings, load_settings
-from civsync.runner import ROLES, metrics_ports
+from civsync.runner import ROLES, kafka_part_env, metrics_ports
 from civsync.runner import command as runner_command
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION
-from tests.integration.conftest import COMPOSE_KAFKA
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker" / "compose.yml"
 
@@ -33,9 +32,11 @@ def _host_port(mapping: str) -> int:
 
 def test_services_listen_where_the_default_settings_look() -> None:
     services, defaults = _compose()["services"], CivsyncSettings()
-    kafka_env = services["kafka"]["environment"]
-    advertised = kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    assert f"PLAINTEXT://{COMPOSE_KAFKA['CIVSYNC_KAFKA__BOOTSTRAP_SERVERS']}" in advertised
+    advertised = services["kafka"]["environment"]["CIVSYNC_KAFKA_ADVERTISED"].split(",")
+    assert f"SASL_SSL://{defaults.kafka.bootstrap_servers}" in advertised
+    assert _host_port(services["kafka"]["ports"][0]) == int(
+        defaults.kafka.bootstrap_servers.split(":")[1]
+    )
     assert _host_port(services["registry"]["ports"][0]) == defaults.registry.url.port
     for name, store in defaults.stores().items():
         assert _host_port(services[name]["ports"][0]) == store.port
@@ -109,15 +110,20 @@ def test_the_image_installs_the_package_whose_script_the_services_run() -> None:
 def test_parts_reach_the_services_by_their_compose_names(monkeypatch: pytest.MonkeyPatch) -> None:
     services = _compose()["services"]
     kafka_env = services["kafka"]["environment"]
-    inside = {a.split("//")[1] for a in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")}
+    inside = {a.split("//")[1] for a in kafka_env["CIVSYNC_KAFKA_ADVERTISED"].split(",")}
     registry_port = services["registry"]["ports"][0].split(":")[-1]
-    for name in (*ROLES, "migrate"):
+    for name in (*ROLES, "migrate", "kafka-users"):
         for variable, value in _engine_environment(services[name]).items():
             monkeypatch.setenv(variable, value)
         settings = load_settings(None)
         assert settings.kafka.bootstrap_servers in inside
         assert settings.kafka.bootstrap_servers.split(":")[0] == "kafka"
-        assert settings.kafka.security_protocol == "PLAINTEXT"  # compose's broker's only
+        assert settings.kafka.security_protocol == "SASL_SSL"
+        ca = settings.kafka.ssl_ca_location
+        assert ca is not None
+        assert f"kafka-tls:{ca.parent}:ro" in services[name]["volumes"], name
+        for store in settings.stores().values():
+            assert store.sslmode == "require", name
         assert (settings.registry.url.host, str(settings.registry.url.port)) == (
             "registry",
             registry_port,
@@ -130,15 +136,20 @@ def test_parts_reach_the_services_by_their_compose_names(monkeypatch: pytest.Mon
 def test_parts_start_after_what_they_need() -> None:
     services = _compose()["services"]
     started = {"kafka": "service_started", "registry": "service_started"}
+    once = {"migrate": "service_completed_successfully"}
+    once["kafka-users"] = "service_completed_successfully"
     for role in ROLES:
-        needs = {**started, "migrate": "service_completed_successfully"}
+        needs = {**started, **once}
         store = role.partition("-")[2]
         if store:
             needs[store] = "service_healthy"
         assert _conditions(services[role]) == needs, role
     both = {"civil": "service_healthy", "population": "service_healthy"}
     assert _conditions(services["migrate"]) == both
-    assert services["migrate"]["restart"] != "unless-stopped"  # a one-shot
+    assert _conditions(services["kafka-users"]) == {"kafka": "service_started"}
+    for one_shot in once:
+        assert services[one_shot]["restart"] != "unless-stopped"
+    assert _command(services["kafka-users"]["command"])[0] == "kafka-users"
 
 
 def test_ports_health_checks_and_scrape_targets_agree() -> None:
@@ -215,3 +226,44 @@ def test_each_capture_and_sink_logs_in_with_the_role_migrate_makes(
             login = settings.stores()[store]
             assert login.user == roles.of(part).user != CivsyncSettings().civil.user, role
             assert login.password == roles.of(part).password, role
+
+
+def test_each_part_logs_in_to_kafka_as_the_user_kafka_users_makes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`kafka-users` (as admin) makes each part's Kafka user from its [kafka_users] settings;
+    each part's container logs in as exactly that user, as `civsync run` would start it."""
+    services = _compose()["services"]
+    for variable, value in _engine_environment(services["kafka-users"]).items():
+        monkeypatch.setenv(variable, value)
+    made = load_settings(None)
+    assert made.kafka.sasl_username == "admin"
+    for role in ROLES:
+        with monkeypatch.context() as env:
+            for variable, value in _engine_environment(services[role]).items():
+                env.setenv(variable, value)
+            part = load_settings(None).kafka
+        wanted = kafka_part_env(made, role)
+        assert part.sasl_username == wanted["CIVSYNC_KAFKA__SASL_USERNAME"] != "admin", role
+        assert part.sasl_password is not None
+        assert part.sasl_password.get_secret_value() == wanted["CIVSYNC_KAFKA__SASL_PASSWORD"]
+
+
+def test_the_broker_runs_the_script_the_tests_run_with_names_its_clients_use() -> None:
+    """compose's broker is docker/kafka/broker.sh (tests/integration/test_compose_broker.py
+    runs it); its certificate names every host its listeners are advertised as, and its
+    admin's password is the one the engine's admin steps use."""
+    services = _compose()["services"]
+    kafka = services["kafka"]
+    script = kafka["entrypoint"][-1]
+    (mount,) = [v for v in kafka["volumes"] if v.split(":")[1] == script]
+    assert (
+        COMPOSE.parent / mount.split(":")[0]
+    ).resolve() == COMPOSE.parent / "kafka" / "broker.sh"
+    names = kafka["environment"]["CIVSYNC_KAFKA_NAMES"].split(",")
+    for listener in kafka["environment"]["CIVSYNC_KAFKA_ADVERTISED"].split(","):
+        host = listener.split("//")[1].rsplit(":", 1)[0]
+        assert f"ip:{host}" in names or f"dns:{host}" in names, host
+    engine = _engine_environment(services["kafka-users"])
+    broker = _engine_environment(kafka)
+    assert broker["CIVSYNC_KAFKA_ADMIN_PASSWORD"] == engine["CIVSYNC_KAFKA__SASL_PASSWORD"]
