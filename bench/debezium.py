@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
@@ -58,6 +57,7 @@ from civsync.services import LocalServices
 from civsync.services.connect import CONNECT_VERSION, DEBEZIUM_VERSION, ConnectWorker
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import Connection, connect
+from connectors.registry import SchemaRegistry
 from connectors.settings import KafkaSettings, StoreSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,11 +183,8 @@ class Rig:
                     conn.execute(q("DROP TABLE {t}", str(table)))
                 conn.execute("DROP SCHEMA IF EXISTS _civsync CASCADE")
         self.admin.delete(sorted(t for t in self.admin.names() if t.startswith(self.prefix)))
-        url = str(self.settings.registry.url).rstrip("/")
-        for subject in httpx.get(f"{url}/subjects").json():
-            if subject.startswith(self.prefix):
-                httpx.delete(f"{url}/subjects/{subject}")
-                httpx.delete(f"{url}/subjects/{subject}", params={"permanent": "true"})
+        with SchemaRegistry(self.settings.registry) as registry:
+            registry.delete_subjects(s for s in registry.subjects() if s.startswith(self.prefix))
 
 
 @contextmanager

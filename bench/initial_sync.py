@@ -41,7 +41,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
@@ -56,6 +55,7 @@ from civsync.services import LocalServices
 from connectors.kafka.admin import TopicAdmin
 from connectors.migrations import drop, recreate
 from connectors.postgres import connect
+from connectors.registry import SchemaRegistry
 from connectors.settings import StoreSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,10 +123,8 @@ def _forget(settings: CivsyncSettings, prefix: str, databases: dict[str, str]) -
         drop(settings.stores()[store], dbname)
     admin = TopicAdmin(settings.kafka)
     topics = sorted(t for t in admin.names() if t.startswith(f"{prefix}."))
-    url = str(settings.registry.url).rstrip("/")  # by name: GET /subjects stops at 1,000
-    for subject in (f"{topic}-{part}" for topic in topics for part in ("key", "value")):
-        httpx.delete(f"{url}/subjects/{subject}", timeout=30)  # 404 when there is none
-        httpx.delete(f"{url}/subjects/{subject}", params={"permanent": "true"}, timeout=30)
+    with SchemaRegistry(settings.registry) as registry:  # by name: listing stops at 1,000
+        registry.delete_subjects(f"{topic}-{part}" for topic in topics for part in ("key", "value"))
     admin.delete(topics)
     groups = [f"{prefix}-merger", *(f"{prefix}-sink-{store}" for store in databases)]
     kafka = AdminClient(settings.kafka.client_config())  # kept: its futures die with it

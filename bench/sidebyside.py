@@ -35,7 +35,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
@@ -48,6 +47,7 @@ from civsync.services import LocalServices
 from civsync.services.connect import CONNECT_VERSION, DEBEZIUM_VERSION, ConnectWorker
 from connectors.kafka.admin import TopicAdmin
 from connectors.postgres import connect
+from connectors.registry import SchemaRegistry
 from tests.integration.merge_support import Pipeline, pipeline, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,11 +202,8 @@ def _forget(rig: debezium.Rig, prefix: str, groups: list[str]) -> None:
         with contextlib.suppress(KafkaException):  # a group that never committed is not there
             future.result(timeout=30)
     rig.admin.delete(sorted(t for t in rig.admin.names() if t.startswith(prefix)))
-    url = str(rig.settings.registry.url).rstrip("/")
-    for subject in httpx.get(f"{url}/subjects").json():
-        if subject.startswith(prefix):
-            httpx.delete(f"{url}/subjects/{subject}")
-            httpx.delete(f"{url}/subjects/{subject}", params={"permanent": "true"})
+    with SchemaRegistry(rig.settings.registry) as registry:
+        registry.delete_subjects(s for s in registry.subjects() if s.startswith(prefix))
 
 
 def chart(result: dict[str, Any], out: Path) -> None:

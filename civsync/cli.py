@@ -386,7 +386,10 @@ def services_env(config: ConfigOption = None, run_dir: RunDirOption = Path(".run
     is printed: for your own shell); the stores are their owner."""
     services = _services(config, run_dir)
     kafka = services.kafka().admin_settings(services.settings.kafka)
+    registry = services.registry()
     pairs = kafka_env(kafka) | {"CIVSYNC_REGISTRY__URL": str(services.settings.registry.url)}
+    if registry.tls:
+        pairs["CIVSYNC_REGISTRY__SSL_CA_LOCATION"] = str(registry.ca_file.resolve())
     for name, store in services.settings.stores().items():
         prefix = f"CIVSYNC_{name.upper()}__"
         pairs |= {

@@ -71,9 +71,10 @@ def engine_config(
         lines += [f'sasl_mechanism = "{kafka.sasl_mechanism}"']
     if kafka.ssl_ca_location is not None:
         lines += [f'ssl_ca_location = "{kafka.ssl_ca_location.resolve()}"']
+    lines += ["[registry]", f'url = "{settings.registry.url}"']
+    if settings.registry.ssl_ca_location is not None:
+        lines += [f'ssl_ca_location = "{settings.registry.ssl_ca_location.resolve()}"']
     lines += [
-        "[registry]",
-        f'url = "{settings.registry.url}"',
         "[merge]",
         f'topic_prefix = "{prefix}"',
         f'group = "{prefix}-merger"',

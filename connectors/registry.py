@@ -6,7 +6,9 @@ Confluent Schema Registry and with Apicurio's ``/apis/ccompat/v7`` API.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import ssl
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -35,17 +37,40 @@ class RegistryRejectedError(RegistryError, FatalError):
 
 
 def translate(exc: Exception, doing: str) -> RegistryError:
-    """The civsync error for a registry client failure met while ``doing`` something."""
+    """The civsync error for a registry client failure met while ``doing`` something; a
+    certificate that does not verify is refused (fatal), not waited for."""
     if isinstance(exc, SchemaRegistryError) and 0 < exc.http_status_code < _SERVER_ERROR:
         return RegistryRejectedError(f"{doing}: {exc.error_message} (code {exc.error_code})")
+    if _caused_by(exc, ssl.SSLCertVerificationError):
+        return RegistryRejectedError(
+            f"{doing}: the registry's TLS certificate does not verify ({exc}); set [registry]"
+            " ssl_ca_location to the CA file it is signed with (the local registry's:"
+            " .run/registry/ca.crt)"
+        )
     return RegistryUnavailableError(f"{doing}: {exc}")
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is ``exc`` or in its chain of causes (httpx wraps ssl's errors)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class SchemaRegistry:
     """civsync's view of the registry; ``client`` feeds confluent-kafka's Avro serializers."""
 
     def __init__(self, settings: RegistrySettings) -> None:
-        self.client = SchemaRegistryClient(settings.client_config())
+        try:
+            self.client = SchemaRegistryClient(settings.client_config())
+        except FileNotFoundError as exc:
+            raise RegistryRejectedError(
+                f"the registry's CA file {settings.ssl_ca_location} does not exist: start the"
+                " local services (`civsync services up`) or set [registry] ssl_ca_location"
+            ) from exc
 
     def close(self) -> None:
         """Release the HTTP connections."""
@@ -94,6 +119,20 @@ class SchemaRegistry:
             return str(self.client.get_compatibility(subject_name=subject))
         except Exception as exc:
             raise translate(exc, f"reading the compatibility of {subject}") from exc
+
+    def subjects(self) -> list[str]:
+        try:
+            return [str(subject) for subject in self.client.get_subjects()]
+        except Exception as exc:
+            raise translate(exc, "listing the subjects") from exc
+
+    def delete_subjects(self, subjects: Iterable[str]) -> None:
+        """Delete each of ``subjects`` for good (soft, then hard, as the API requires);
+        one that does not exist is skipped. For tests and benchmarks cleaning up."""
+        for subject in subjects:
+            for permanent in (False, True):
+                with contextlib.suppress(SchemaRegistryError):  # 404: none, or gone already
+                    self.client.delete_subject(subject, permanent=permanent)
 
     def writer_schema(self, schema_id: int) -> str:
         """The schema text registered under ``schema_id``."""

@@ -7,6 +7,7 @@ Defaults point at the local launcher's loopback ports (see ``civsync.services``)
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -135,17 +136,38 @@ class KafkaSettings(_Frozen):
 
 
 class RegistrySettings(_Frozen):
-    """A Confluent-compatible schema registry (Apicurio's ``/apis/ccompat/v7`` works)."""
+    """A Confluent-compatible schema registry (Apicurio's ``/apis/ccompat/v7`` works), over
+    HTTPS by default: the local launcher's serves TLS only, with the certificate in
+    ``ssl_ca_location``; an ``http://`` URL is plain HTTP (compose's registry)."""
 
-    url: HttpUrl = HttpUrl("http://127.0.0.1:8081/apis/ccompat/v7")
+    url: HttpUrl = HttpUrl("https://127.0.0.1:8081/apis/ccompat/v7")
     basic_auth_user_info: SecretStr | None = None
+    ssl_ca_location: Path | None = Field(
+        default=Path(".run/registry/ca.crt"),
+        description="CA file that verifies an https registry (the local launcher writes it); "
+        "unset: the system's CAs",
+    )
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.url.scheme == "https"
 
     def client_config(self) -> dict[str, Any]:
         """Configuration for ``confluent_kafka.schema_registry.SchemaRegistryClient``."""
         config: dict[str, Any] = {"url": str(self.url).rstrip("/")}
         if self.basic_auth_user_info is not None:
             config["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        if self.uses_tls and self.ssl_ca_location is not None:
+            config["ssl.ca.location"] = str(self.ssl_ca_location)
         return config
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """For ``urllib.request.urlopen(..., context=)``: verifying with ``ssl_ca_location``
+        over https; None over http."""
+        if not self.uses_tls:
+            return None
+        ca = None if self.ssl_ca_location is None else str(self.ssl_ca_location)
+        return ssl.create_default_context(cafile=ca)
 
 
 class StoreSettings(_Frozen):

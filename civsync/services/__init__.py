@@ -76,9 +76,11 @@ class LocalServices:
         )
 
     def registry(self) -> RegistryService:
-        netloc = urlsplit(str(self.settings.registry.url)).netloc
-        host, port = _loopback("registry", netloc)
-        return RegistryService(self.run_dir / "registry", host, port)
+        """The registry ``[registry] url`` names: HTTPS only, or plain HTTP for an
+        ``http://`` URL."""
+        registry = self.settings.registry
+        host, port = _loopback("registry", urlsplit(str(registry.url)).netloc)
+        return RegistryService(self.run_dir / "registry", host, port, tls=registry.uses_tls)
 
     def stores(self) -> list[PostgresService]:
         for name, store in self.settings.stores().items():
@@ -97,6 +99,10 @@ class LocalServices:
                     progress(f"starting PostgreSQL ({store.name}) on port {store.store.port}")
                     store.start()
             jvm = self._jvm_services()
+            registry = self.registry()
+            if registry.process.pid() is not None and not registry.serves_as_asked():
+                progress(f"restarting the schema registry to serve {registry.url}")
+                registry.process.stop()
             for name, service in jvm.items():
                 if service.process.pid() is None:
                     progress(f"starting {name}")

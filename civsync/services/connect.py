@@ -33,8 +33,9 @@ from urllib.parse import urlsplit
 
 from civsync.services.kafka import properties_line
 from civsync.services.maven import Artifact, resolve
+from civsync.services.process import run_checked
 from civsync.services.registry import APICURIO_VERSION
-from connectors.settings import KafkaSettings
+from connectors.settings import KafkaSettings, RegistrySettings
 
 CONNECT_VERSION = "4.1.1"
 DEBEZIUM_VERSION = "3.6.0.Final"
@@ -49,6 +50,8 @@ APICURIO_CONVERTER_VERSION = APICURIO_VERSION
 APICURIO_JACKSON_VERSION = "2.17.2"
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
 
+# a truststore holds only a public certificate: its password guards nothing secret
+_TRUSTSTORE_PASSWORD = "civsync-truststore"  # noqa: S105
 _RUNTIME = [
     Artifact("org.apache.kafka", name, CONNECT_VERSION)
     for name in ("connect-runtime", "connect-json", "connect-api", "connect-transforms")
@@ -123,8 +126,7 @@ class ConnectError(RuntimeError):
 
 def runtime(home: Path) -> Path:
     """The directory of the worker's jars (resolved once, then cached)."""
-    target = home.resolve() / f"runtime-{CONNECT_VERSION}"  # mvn -f takes paths from the pom's
-    return resolve(f"connect-{CONNECT_VERSION}", _RUNTIME, target)
+    return resolve(f"connect-{CONNECT_VERSION}", _RUNTIME, home / f"runtime-{CONNECT_VERSION}")
 
 
 def tools(home: Path) -> Path:
@@ -159,23 +161,57 @@ def _service_jar(path: Path, services: dict[str, list[str]]) -> None:
             jar.writestr(name, text)
 
 
-def avro_converters(registry_url: str) -> dict[str, str]:
+def avro_converters(registry: RegistrySettings, home: Path) -> dict[str, str]:
     """Connector settings that read civsync's topics, keys and values, with Apicurio's
     ``AvroConverter``: the Confluent wire format (magic byte, 4-byte id, no headers), the id
-    being Apicurio's content id (what its ccompat API hands out), fetched over its v2 API.
-    ``registry_url`` is any URL of the registry; only its scheme and host are used."""
-    parts = urlsplit(registry_url)
+    being Apicurio's content id (what its ccompat API hands out), fetched over its v2 API
+    (only the URL's scheme and host are used). Over https it verifies the registry with
+    ``ssl_ca_location``, made a PKCS12 truststore in ``home`` (the Java client reads no PEM)."""
+    parts = urlsplit(str(registry.url))
     settings = {
         "apicurio.registry.url": f"{parts.scheme}://{parts.netloc}/apis/registry/v2",
         "apicurio.registry.as-confluent": "true",
         "apicurio.registry.headers.enabled": "false",
         "apicurio.registry.use-id": "contentId",
     }
+    if registry.uses_tls and registry.ssl_ca_location is not None:
+        truststore = home.resolve() / "registry-truststore.p12"
+        settings |= {
+            "apicurio.registry.request.ssl.truststore.location": str(truststore),
+            "apicurio.registry.request.ssl.truststore.type": "PKCS12",
+            "apicurio.registry.request.ssl.truststore.password": _TRUSTSTORE_PASSWORD,
+        }
+        _pkcs12_truststore(registry.ssl_ca_location, truststore)
     config: dict[str, str] = {}
     for side in ("key", "value"):
         config[f"{side}.converter"] = AVRO_CONVERTER
         config |= {f"{side}.converter.{name}": value for name, value in settings.items()}
     return config
+
+
+def _pkcs12_truststore(ca: Path, target: Path) -> None:
+    """``ca`` as the one trusted certificate of a PKCS12 truststore (keytool's: a Java
+    client trusts only the certificates keytool marks so), made afresh."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    run_checked(
+        [
+            "keytool",
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "ca",
+            "-file",
+            str(ca),
+            "-storetype",
+            "PKCS12",
+            "-keystore",
+            str(target),
+            "-storepass",
+            _TRUSTSTORE_PASSWORD,
+        ],
+        what="making a truststore for the registry's CA",
+    )
 
 
 def _free_port() -> int:

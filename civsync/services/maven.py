@@ -64,6 +64,7 @@ class Artifact:
 
 def resolve(name: str, artifacts: list[Artifact], target: Path) -> Path:
     """Copy ``artifacts`` and their runtime dependencies into ``target``; cached by a marker."""
+    target = target.resolve()  # mvn -f reads a relative path from the pom's directory
     wanted = "\n".join(a.as_dependency() for a in artifacts)
     marker = target / ".resolved"
     if marker.is_file() and marker.read_text() == wanted:

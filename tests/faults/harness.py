@@ -55,7 +55,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ENDPOINTS = {
     "CIVSYNC_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:19094",  # SASL_SSL, as admin
     "CIVSYNC_KAFKA__SSL_CA_LOCATION": str(ROOT / ".run" / "faults" / "kafka" / "ca.crt"),
-    "CIVSYNC_REGISTRY__URL": "http://127.0.0.1:18081/apis/ccompat/v7",
+    "CIVSYNC_REGISTRY__URL": "https://127.0.0.1:18081/apis/ccompat/v7",
+    "CIVSYNC_REGISTRY__SSL_CA_LOCATION": str(ROOT / ".run" / "faults" / "registry" / "ca.crt"),
     "CIVSYNC_CIVIL__PORT": "15433",
     "CIVSYNC_POPULATION__PORT": "15434",
 }
@@ -68,8 +69,8 @@ def fault_services(run_dir: Path = ROOT / ".run" / "faults") -> Iterator[LocalSe
     reached over its SASL_SSL listener, as ``admin`` (the pipeline's parts as themselves:
     ``merge_support.pipeline``)."""
     with pytest.MonkeyPatch.context() as env:
-        for name in [name for name in os.environ if name.startswith("CIVSYNC_KAFKA__")]:
-            env.delenv(name)  # another broker's, from the shell (`civsync services env`)
+        for name in [n for n in os.environ if n.startswith(("CIVSYNC_KAFKA__", "CIVSYNC_REG"))]:
+            env.delenv(name)  # other services', from the shell (`civsync services env`)
         for name, value in ENDPOINTS.items():
             env.setenv(name, value)
         services = LocalServices(run_dir, load_settings())

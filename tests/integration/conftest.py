@@ -27,6 +27,9 @@ from tests.integration.profile_support import profile  # noqa: F401 - a fixture 
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = Path(os.environ.get("CIVSYNC_RUN_DIR", ROOT / ".run"))
+# docker/compose.yml's registry serves plain HTTP (its broker and stores are secured as the
+# launcher's; docs/security.md)
+COMPOSE_REGISTRY = {"CIVSYNC_REGISTRY__URL": "http://127.0.0.1:8081/apis/ccompat/v7"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -59,26 +62,31 @@ def settings(request: pytest.FixtureRequest, services_mode: str) -> Iterator[Civ
     """The services' settings: by default, the local services, Kafka reached over its SASL_SSL
     listener as ``admin`` (each engine part of a test's pipeline logs in as its own user:
     ``merge_support.pipeline``); compose's broker (docker/compose.yml) the same way: the same
-    address and admin, its CA file copied out of its container to where the settings look."""
+    address and admin, its CA file copied out of its container to where the settings look;
+    compose's registry over plain HTTP (``COMPOSE_REGISTRY``)."""
     if services_mode == "local":
         settings = load_settings()
         LocalServices(RUN_DIR, settings).up()
         yield settings
         return
-    settings = load_settings()
-    local = LocalServices(RUN_DIR, settings)
-    probes = [local.kafka().healthy, local.registry().healthy]
-    probes += [store.healthy for store in local.stores()]
-    if services_mode == "docker":
-        docker = request.getfixturevalue("docker_services")
-        project = request.getfixturevalue("docker_compose_project_name")
-        copied = partial(_compose_ca, project, local.kafka().ca_file)
-        docker.wait_until_responsive(check=copied, timeout=180.0, pause=1.0)
-        for probe in probes:
-            docker.wait_until_responsive(check=probe, timeout=180.0, pause=1.0)
-    unhealthy = [probe.__self__ for probe in probes if not probe()]  # type: ignore[attr-defined]
-    assert not unhealthy, f"services from the environment are not healthy: {unhealthy}"
-    yield settings
+    with pytest.MonkeyPatch.context() as env:
+        if services_mode == "docker":  # every civsync process the tests start, too
+            for name, value in COMPOSE_REGISTRY.items():
+                env.setenv(name, value)
+        settings = load_settings()
+        local = LocalServices(RUN_DIR, settings)
+        probes = [local.kafka().healthy, local.registry().healthy]
+        probes += [store.healthy for store in local.stores()]
+        if services_mode == "docker":
+            docker = request.getfixturevalue("docker_services")
+            project = request.getfixturevalue("docker_compose_project_name")
+            copied = partial(_compose_ca, project, local.kafka().ca_file)
+            docker.wait_until_responsive(check=copied, timeout=180.0, pause=1.0)
+            for probe in probes:
+                docker.wait_until_responsive(check=probe, timeout=180.0, pause=1.0)
+        unhealthy = [probe.__self__ for probe in probes if not probe()]  # type: ignore[attr-defined]
+        assert not unhealthy, f"services from the environment are not healthy: {unhealthy}"
+        yield settings
 
 
 def _compose_ca(project: str, target: Path) -> bool:

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import time
 import unicodedata
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -131,17 +130,13 @@ def test_wire_format_carries_a_schema_id_the_registry_serves(
     assert payload[0] == 0  # magic byte
     registered_id = schema_id(payload)
 
-    url = f"{str(settings.registry.url).rstrip('/')}/schemas/ids/{registered_id}"
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback registry
-        served = json.loads(response.read())["schema"]
+    served = registry.writer_schema(registered_id)
     assert fastavro.parse_schema(json.loads(served)) == fastavro.parse_schema(
         json.loads(VALUE_SCHEMA)
     )
 
     for subject in (f"{probe_topic.name}-key", f"{probe_topic.name}-value"):  # TopicNameStrategy
-        versions_url = f"{str(settings.registry.url).rstrip('/')}/subjects/{subject}/versions"
-        with urllib.request.urlopen(versions_url, timeout=10) as response:  # noqa: S310
-            assert json.loads(response.read()) == [1]
+        assert registry.client.get_versions(subject) == [1]
 
 
 def test_backward_transitive_rejects_an_incompatible_schema(

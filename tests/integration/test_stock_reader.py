@@ -29,7 +29,6 @@ from typing import Any
 
 import avro.io
 import avro.schema
-import httpx
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -156,11 +155,8 @@ def source(civil: Connection, unique_name: str) -> Iterator[str]:
 def subjects(settings: CivsyncSettings, unique_name: str) -> Iterator[None]:
     """Deletes the registry subjects of the test's topics afterwards (soft, then hard)."""
     yield
-    url = str(settings.registry.url).rstrip("/")
-    for subject in httpx.get(f"{url}/subjects", timeout=30).json():
-        if unique_name in subject:
-            httpx.delete(f"{url}/subjects/{subject}", timeout=30)
-            httpx.delete(f"{url}/subjects/{subject}", params={"permanent": "true"}, timeout=30)
+    with SchemaRegistry(settings.registry) as registry:
+        registry.delete_subjects(s for s in registry.subjects() if unique_name in s)
 
 
 @pytest.fixture
@@ -250,7 +246,7 @@ def test_the_debezium_jdbc_sink_writes_a_civsync_topic_into_typed_columns(
         "schema.evolution": "basic",
         "collection.name.format": target,
         "consumer.override.auto.offset.reset": "earliest",
-        **avro_converters(str(settings.registry.url)),
+        **avro_converters(settings.registry, RUN_DIR / "connect"),
     }
     worker = ConnectWorker(settings.kafka, source, home=RUN_DIR / "connect")
     with worker, running_capture(settings, registry, "civil", source, [source]):
@@ -302,15 +298,12 @@ def test_apache_avro_decodes_a_civsync_record_with_the_writer_schema_by_id(
         wait_caught_up(civil, source)
     messages = list(read_to_end(settings.kafka, topic_for("civil", "public", source)))
     assert len(messages) == 1
-    url = str(settings.registry.url).rstrip("/")
 
     def decode(payload: bytes | None) -> Any:
         assert payload is not None
         magic, schema_id = struct.unpack(">bI", payload[:5])
         assert magic == 0
-        response = httpx.get(f"{url}/schemas/ids/{schema_id}", timeout=30)
-        response.raise_for_status()
-        writer = avro.schema.parse(response.json()["schema"])
+        writer = avro.schema.parse(registry.writer_schema(schema_id))
         reader = avro.io.DatumReader(writer)
         return reader.read(avro.io.BinaryDecoder(io.BytesIO(payload[5:])))
 

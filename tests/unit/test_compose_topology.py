@@ -16,6 +16,7 @@ from civsync.config import CivsyncSettings, load_settings
 from civsync.runner import ROLES, kafka_part_env, metrics_ports
 from civsync.runner import command as runner_command
 from civsync.services import APICURIO_VERSION, KAFKA_VERSION
+from tests.integration.conftest import COMPOSE_REGISTRY
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker" / "compose.yml"
 
@@ -38,6 +39,8 @@ def test_services_listen_where_the_default_settings_look() -> None:
         defaults.kafka.bootstrap_servers.split(":")[1]
     )
     assert _host_port(services["registry"]["ports"][0]) == defaults.registry.url.port
+    compose_registry = COMPOSE_REGISTRY["CIVSYNC_REGISTRY__URL"]
+    assert compose_registry.replace("http://", "https://") == str(defaults.registry.url)
     for name, store in defaults.stores().items():
         assert _host_port(services[name]["ports"][0]) == store.port
         assert f":-{store.dbname}}}" in services[name]["environment"]["POSTGRES_DB"]

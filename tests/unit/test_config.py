@@ -30,7 +30,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_defaults_point_at_the_local_launcher() -> None:
     settings = load_settings()
     assert settings.kafka.bootstrap_servers == "127.0.0.1:9094"
-    assert str(settings.registry.url) == "http://127.0.0.1:8081/apis/ccompat/v7"
+    assert str(settings.registry.url) == "https://127.0.0.1:8081/apis/ccompat/v7"
     assert (settings.civil.port, settings.civil.dbname) == (5433, "civil")
     assert (settings.population.port, settings.population.dbname) == (5434, "population")
 

@@ -1,10 +1,14 @@
-"""Vendor errors become civsync's retriable or fatal errors, decided by code, not by text."""
+"""Vendor errors become civsync's retriable or fatal errors, decided by code where the vendor
+gives one (a refused PostgreSQL login gives none: the server's words decide)."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
+from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -13,6 +17,9 @@ from connectors.kafka import avro
 from connectors.kafka.avro import TransactionalProducer
 from connectors.kafka.errors import KafkaRetriableError, translate
 from connectors.postgres import StoreRejectedError, StoreUnavailableError, classify
+from connectors.registry import RegistryRejectedError, RegistryUnavailableError, SchemaRegistry
+from connectors.registry import translate as translate_registry
+from connectors.settings import RegistrySettings
 from engine.errors import FatalError, RetriableError
 
 
@@ -112,6 +119,32 @@ def test_a_refused_login_is_fatal_and_a_store_starting_up_is_waited_for(
     assert isinstance(error, StoreRejectedError) is refused
     assert isinstance(error, RetriableError) is not refused
     assert server_says in str(error)
+
+
+def test_a_registry_whose_certificate_does_not_verify_is_refused_not_waited_for() -> None:
+    """httpx wraps ssl's error; a part must stop and say which CA to set, not wait."""
+    try:
+        try:
+            raise ssl.SSLCertVerificationError(1, "certificate verify failed")
+        except ssl.SSLError as cause:
+            raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]") from cause
+    except httpx.ConnectError as wrapped:
+        error = translate_registry(wrapped, "registering a schema")
+    assert isinstance(error, RegistryRejectedError)
+    assert "ssl_ca_location" in str(error)
+    away = translate_registry(httpx.ConnectError("Connection refused"), "registering a schema")
+    assert isinstance(away, RegistryUnavailableError)
+
+
+def test_the_registry_client_verifies_https_with_the_settings_ca(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    https = RegistrySettings(ssl_ca_location=ca)
+    assert https.client_config()["ssl.ca.location"] == str(ca)
+    plain = RegistrySettings(url="http://127.0.0.1:8081/apis/ccompat/v7", ssl_ca_location=ca)
+    assert "ssl.ca.location" not in plain.client_config()
+    assert plain.ssl_context() is None
+    with pytest.raises(RegistryRejectedError, match=r"CA file .*ca\.crt does not exist"):
+        SchemaRegistry(https)
 
 
 class _Coordinator:

@@ -28,7 +28,12 @@ def test_the_launcher_derives_ports_from_settings(tmp_path: Path) -> None:
     kafka = services.kafka()
     assert (kafka.port, kafka.controller_port, kafka.secure_port) == (29092, 29093, 29094)
     assert (services.registry().host, services.registry().port) == ("localhost", 28081)
+    assert not services.registry().tls  # an http:// URL: plain HTTP, as asked
     assert [s.store.port for s in services.stores()] == [5433, 5434]
+    secure = LocalServices(tmp_path, load_settings()).registry()
+    assert secure.tls
+    assert secure.url == "https://127.0.0.1:8081"
+    assert secure.ca_file == tmp_path / "registry" / "ca.crt"
 
 
 def test_an_archive_artifact_excludes_its_transitive_dependencies() -> None:
