@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import HttpUrl
 
 from connectors.capture import metrics
 from connectors.capture.handoff import PublisherProcess, PublisherSpec
@@ -61,7 +62,10 @@ class _FileSpec(PublisherSpec):
 
 
 def _spec(path: Path, *, broken: bool = False) -> _FileSpec:
-    return _FileSpec(KafkaSettings(), RegistrySettings(), 3, path=str(path), broken=broken)
+    """A spec whose registry is never asked (plain HTTP: no CA file needed to make its
+    client); the file publisher stands in for Kafka."""
+    registry = RegistrySettings(url=HttpUrl("http://127.0.0.1:8081/apis/ccompat/v7"))
+    return _FileSpec(KafkaSettings(), registry, 3, path=str(path), broken=broken)
 
 
 def _event(event_id: str) -> ChangeEvent:
