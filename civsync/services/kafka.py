@@ -110,10 +110,10 @@ class KafkaService:
         """The broker's self-signed certificate, for clients' ``ssl.ca.location``."""
         return self.root / "ca.crt"
 
-    def admin_settings(self, base: KafkaSettings) -> KafkaSettings:
-        """``base`` turned to this broker's SASL_SSL listener, logged in as ``admin`` and
-        verifying the broker with its CA."""
-        return base.model_copy(
+    def admin_settings(self, base: KafkaSettings | None = None) -> KafkaSettings:
+        """``base`` (by default, the defaults) turned to this broker's SASL_SSL listener,
+        logged in as ``admin`` and verifying the broker with its CA."""
+        return (base or KafkaSettings()).model_copy(
             update={
                 "bootstrap_servers": self.secure_bootstrap,
                 "security_protocol": "SASL_SSL",
@@ -185,7 +185,7 @@ class KafkaService:
         its next start."""
         if not self.earlier_password_file.is_file():
             return False
-        admin = AdminClient(self.admin_settings(KafkaSettings()).client_config())
+        admin = AdminClient(self.admin_settings().client_config())
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
         password = self.admin_password.get_secret_value().encode()
         upsert = UserScramCredentialUpsertion(ADMIN_USER, info, password)
@@ -217,7 +217,7 @@ class KafkaService:
         login = (
             KafkaSettings(bootstrap_servers=self.bootstrap, security_protocol="PLAINTEXT")
             if self.plaintext
-            else self.admin_settings(KafkaSettings())
+            else self.admin_settings()
         )
         config = login.client_config()
         admin = AdminClient(config | {"error_cb": watch, "log_level": 0})
@@ -258,7 +258,7 @@ class KafkaService:
         if self.plaintext:
             clients.insert(0, f"PLAINTEXT://{self.host}:{self.port}")
         scram = f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}"
-        login = self.admin_settings(KafkaSettings()).java_properties()["sasl.jaas.config"]
+        login = self.admin_settings().java_properties()["sasl.jaas.config"]
         config = self.root / "server.properties"
         lines = [
             "process.roles=broker,controller",
