@@ -139,6 +139,12 @@ class IncrementalSnapshot:
         chunk.read, chunk.full = len(rows), len(rows) == self._chunk_size
         self._chunk = chunk
 
+    @property
+    def chunk_closed(self) -> bool:
+        """Whether a chunk's rows went out at its high mark and wait for ``record_progress``:
+        then the next chunk may start as soon as they are confirmed."""
+        return self._done is not None
+
     def on_change(self, event: ChangeEvent) -> None:
         """A streamed change inside the window is newer than the chunk's copy of its row."""
         chunk = self._chunk

@@ -200,6 +200,8 @@ class _Follow:
                 read += 1
                 if read >= config.batch_changes:  # housekeeping: slot lag, the next chunk
                     break
+                if self.snapshot.chunk_closed and not self.decoder.in_transaction:
+                    break  # confirm its rows and start the next at once, busy stream or not
             if self.read_to > self.confirmed and not self.decoder.in_transaction:
                 self._confirm(self.read_to)
             metrics.record_step(f"capture-{config.store}")

@@ -18,6 +18,7 @@ from connectors.postgres import (
 )
 from connectors.settings import StoreSettings
 from engine.events import ChangeEvent, parse_lsn
+from tests.http_probe import free_port
 from tests.integration.capture_support import q
 
 STORES = ["civil", "population"]
@@ -78,13 +79,19 @@ def test_the_two_stores_are_separate_servers(settings: CivsyncSettings) -> None:
     assert len(identities) == 2
 
 
-def test_a_refused_login_is_reported_without_the_password(settings: CivsyncSettings) -> None:
-    # libpq reports a failed connection without a SQLSTATE, so it classifies as unavailable;
-    # the server's reason is kept, the password is not.
+def test_a_refused_login_is_fatal_and_reported_without_the_password(
+    settings: CivsyncSettings,
+) -> None:
+    # libpq reports a failed connection without a SQLSTATE; the server's words tell a refused
+    # login (fatal: retrying cannot fix a password) from a store that is away. The server's
+    # reason is kept, the password is not.
     wrong = settings.civil.model_copy(update={"password": SecretStr("not-the-password")})
-    with pytest.raises(StoreUnavailableError, match="password authentication failed") as caught:
+    with pytest.raises(StoreRejectedError, match="password authentication failed") as caught:
         connect(wrong)
     assert "not-the-password" not in str(caught.value)
+    away = settings.civil.model_copy(update={"port": free_port(), "connect_timeout_s": 2})
+    with pytest.raises(StoreUnavailableError):
+        connect(away)
 
 
 def test_statement_errors_are_classified_by_sqlstate(
