@@ -7,7 +7,6 @@ Defaults point at the local launcher's loopback ports (see ``civsync.services``)
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -160,14 +159,6 @@ class RegistrySettings(_Frozen):
         if self.uses_tls and self.ssl_ca_location is not None:
             config["ssl.ca.location"] = str(self.ssl_ca_location)
         return config
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """For ``urllib.request.urlopen(..., context=)``: verifying with ``ssl_ca_location``
-        over https; None over http."""
-        if not self.uses_tls:
-            return None
-        ca = None if self.ssl_ca_location is None else str(self.ssl_ca_location)
-        return ssl.create_default_context(cafile=ca)
 
 
 class StoreSettings(_Frozen):
