@@ -79,8 +79,11 @@ def settings(request: pytest.FixtureRequest, services_mode: str) -> Iterator[Civ
         probes += [store.healthy for store in local.stores()]
         if services_mode == "docker":
             docker = request.getfixturevalue("docker_services")
-            project = request.getfixturevalue("docker_compose_project_name")
-            copied = partial(_compose_ca, project, local.kafka().ca_file)
+            compose = (
+                request.getfixturevalue("docker_compose_file"),
+                request.getfixturevalue("docker_compose_project_name"),
+            )
+            copied = partial(_compose_ca, *compose, local.kafka().ca_file)
             docker.wait_until_responsive(check=copied, timeout=180.0, pause=1.0)
             for probe in probes:
                 docker.wait_until_responsive(check=probe, timeout=180.0, pause=1.0)
@@ -89,7 +92,7 @@ def settings(request: pytest.FixtureRequest, services_mode: str) -> Iterator[Civ
         yield settings
 
 
-def _compose_ca(project: str, target: Path) -> bool:
+def _compose_ca(compose_file: str, project: str, target: Path) -> bool:
     """Copy compose's Kafka CA file out of its container to ``target``; False until the
     broker's first start has made it."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +101,7 @@ def _compose_ca(project: str, target: Path) -> bool:
             "docker",
             "compose",
             "-f",
-            str(ROOT / "docker" / "compose.yml"),
+            compose_file,
             "-p",
             project,
             "cp",
